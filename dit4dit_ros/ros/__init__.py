@@ -1,0 +1,1 @@
+"""The ROS 2 layer: thin nodes over the plain-Python model, simulation and data code."""

@@ -1,0 +1,170 @@
+"""task_server: the ExecuteTask action, "run the policy on this instruction until it succeeds".
+
+Goal: an instruction (+ time limit). While a goal runs the server
+  * latches the instruction on ``instruction`` (std_msgs/String) for the video encoder, and an empty
+    string when the goal ends, so the policy stops conditioning on it;
+  * counts the action chunks on ``action_chunk`` (trajectory_msgs/JointTrajectory) and measures their
+    latency (now - the chunk's observation stamp), reported as feedback;
+  * ends the goal on ``task_success`` (std_msgs/Bool, published by the simulation's success check),
+    on the time limit (node clock, so sim time when use_sim_time is set) or on cancel.
+One goal at a time: a goal that arrives while another runs is rejected, as is an empty instruction.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.time import Time
+from std_msgs.msg import Bool, String
+from trajectory_msgs.msg import JointTrajectory
+
+from dit4dit_ros.action import ExecuteTask
+from dit4dit_ros.ros.qos import COMMAND_QOS, LATCHED_QOS
+from dit4dit_ros.ros.runtime import run_node
+
+_NS_PER_S = 1e9
+
+
+class TaskServer(Node):
+    def __init__(self, **kwargs):
+        super().__init__("task_server", **kwargs)
+        self._default_time_limit = self.declare_parameter(
+            "default_time_limit",
+            60.0,
+            ParameterDescriptor(
+                description="Time limit (s) for goals that give none (node clock: sim time under use_sim_time).",
+                floating_point_range=[FloatingPointRange(from_value=0.1, to_value=86400.0)],
+            ),
+        ).value
+        self._feedback_rate = self.declare_parameter(
+            "feedback_rate",
+            2.0,
+            ParameterDescriptor(
+                description="Feedback messages per second while a goal runs.",
+                floating_point_range=[FloatingPointRange(from_value=0.1, to_value=100.0)],
+            ),
+        ).value
+
+        self._lock = threading.Lock()
+        self._wake = threading.Event()  # set by success / cancel so the goal loop reacts at once
+        self._busy = False
+        self._active = False
+        self._succeeded = False
+        self._chunks = 0
+        self._steps = 0
+        self._latest_latency = 0.0
+
+        group = ReentrantCallbackGroup()
+        self._instruction_pub = self.create_publisher(String, "instruction", LATCHED_QOS)
+        self.create_subscription(Bool, "task_success", self._on_success, COMMAND_QOS, callback_group=group)
+        self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk, COMMAND_QOS, callback_group=group)
+        self._server = ActionServer(
+            self,
+            ExecuteTask,
+            "execute_task",
+            execute_callback=self._execute,
+            goal_callback=self._on_goal,
+            cancel_callback=self._on_cancel,
+            callback_group=group,
+        )
+        self.get_logger().info(
+            f"ready: action '{self.resolve_topic_name('execute_task')}', "
+            f"default_time_limit={self._default_time_limit:g}s"
+        )
+
+    # -- inputs ---------------------------------------------------------------------------------------
+    def _on_success(self, msg: Bool) -> None:
+        with self._lock:
+            if self._active and msg.data:
+                self._succeeded = True
+                self._wake.set()
+
+    def _on_chunk(self, msg: JointTrajectory) -> None:
+        now_ns = self.get_clock().now().nanoseconds
+        with self._lock:
+            if not self._active:
+                return
+            self._chunks += 1
+            self._steps += len(msg.points)
+            observed_ns = Time.from_msg(msg.header.stamp).nanoseconds
+            if observed_ns > 0:
+                self._latest_latency = max(0.0, (now_ns - observed_ns) / _NS_PER_S)
+
+    # -- action callbacks -----------------------------------------------------------------------------
+    def _on_goal(self, goal: ExecuteTask.Goal) -> GoalResponse:
+        if not goal.instruction.strip():
+            self.get_logger().warning("rejected goal: empty instruction")
+            return GoalResponse.REJECT
+        if goal.time_limit.sec < 0:
+            self.get_logger().warning("rejected goal: negative time limit")
+            return GoalResponse.REJECT
+        with self._lock:
+            if self._busy:
+                self.get_logger().warning("rejected goal: another task is running")
+                return GoalResponse.REJECT
+            self._busy = True
+        return GoalResponse.ACCEPT
+
+    def _on_cancel(self, _goal_handle) -> CancelResponse:
+        self._wake.set()
+        return CancelResponse.ACCEPT
+
+    def _execute(self, goal_handle) -> ExecuteTask.Result:
+        goal = goal_handle.request
+        limit_s = goal.time_limit.sec + goal.time_limit.nanosec / _NS_PER_S or self._default_time_limit
+        start = self.get_clock().now()
+        with self._lock:
+            self._active, self._succeeded = True, False
+            self._chunks, self._steps, self._latest_latency = 0, 0, 0.0
+        self._instruction_pub.publish(String(data=goal.instruction.strip()))
+        self.get_logger().info(f"goal '{goal.instruction.strip()}' (limit {limit_s:g}s)")
+
+        result = ExecuteTask.Result()
+        try:
+            while True:
+                elapsed = self.get_clock().now() - start
+                with self._lock:
+                    succeeded, chunks, steps, latency = (
+                        self._succeeded, self._chunks, self._steps, self._latest_latency)
+                result.steps = steps
+                if goal_handle.is_cancel_requested:
+                    goal_handle.canceled()
+                    result.reason = "canceled"
+                    break
+                if succeeded:
+                    goal_handle.succeed()
+                    result.success, result.reason = True, "success"
+                    break
+                if elapsed.nanoseconds / _NS_PER_S >= limit_s:
+                    goal_handle.abort()
+                    result.reason = "timeout"
+                    break
+                if not goal_handle.is_active:
+                    result.reason = "aborted: goal no longer active"
+                    break
+                feedback = ExecuteTask.Feedback()
+                feedback.elapsed = elapsed.to_msg()
+                feedback.chunks_executed = chunks
+                feedback.latest_latency = latency
+                goal_handle.publish_feedback(feedback)
+                self._wake.wait(1.0 / self._feedback_rate)
+                self._wake.clear()
+        finally:
+            with self._lock:
+                self._active = False
+                self._busy = False
+            self._instruction_pub.publish(String(data=""))
+        self.get_logger().info(f"goal ended: {result.reason} after {result.steps} steps")
+        return result
+
+
+def main(args=None) -> int:
+    return run_node(TaskServer, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

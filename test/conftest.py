@@ -1,0 +1,136 @@
+"""Shared fixtures. NETWORK SAFETY comes first: every ROS process the tests start (this one and its
+children) discovers peers on localhost only and in a DDS domain of its own."""
+
+import os
+
+# Before anything imports rclpy: DDS discovery must never leave this machine.
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.pop("ROS_STATIC_PEERS", None)
+# A private domain for the whole session (each ROS test then takes its own, see ros_domain).
+_DOMAIN_BASE = 1 + (os.getpid() % 25) * 4
+os.environ["ROS_DOMAIN_ID"] = str(_DOMAIN_BASE)
+
+import itertools  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+HELPERS = Path(__file__).resolve().parent / "helpers"
+_domains = itertools.count()
+
+
+def next_domain_id() -> int:
+    """1..100: inside the range whose DDS ports never collide with Linux's ephemeral ports."""
+    return 1 + (_DOMAIN_BASE - 1 + next(_domains)) % 100
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ros_home(tmp_path_factory):
+    """rclpy writes logs under ~/.ros and fails without HOME: keep them in the test's tmp dir."""
+    home = tmp_path_factory.mktemp("ros_home")
+    os.environ["ROS_HOME"] = str(home)
+    os.environ["ROS_LOG_DIR"] = str(home / "log")
+    os.environ.setdefault("HOME", str(home))
+    yield home
+
+
+@pytest.fixture
+def ros_domain(monkeypatch) -> int:
+    """A DDS domain of this test's own; child processes inherit it through the environment."""
+    domain = next_domain_id()
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
+    return domain
+
+
+@pytest.fixture
+def rclpy_context(ros_domain):
+    """An initialised rclpy context in this test's domain, shut down afterwards."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context, domain_id=ros_domain)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+class ManagedProcess:
+    """A child process whose output goes to a log file shown when a test fails."""
+
+    def __init__(self, args, log_path: Path, env=None):
+        self.args = [str(a) for a in args]
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.popen = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
+                                      env=env, start_new_session=True)
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float = 20.0) -> bool:
+        return wait_until(lambda: text in self.output() or self.popen.poll() is not None, timeout) and \
+            text in self.output()
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """Ctrl-C, as a user would; SIGKILL if it does not end in time."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+
+@pytest.fixture
+def spawn(tmp_path, request):
+    """Start child processes; stopped (and their logs printed on failure) at the end of the test."""
+    processes: list[ManagedProcess] = []
+
+    def _spawn(args, env=None, name=None) -> ManagedProcess:
+        log = tmp_path / f"{name or Path(str(args[0])).name}-{len(processes)}.log"
+        process = ManagedProcess(args, log, env=env)
+        processes.append(process)
+        return process
+
+    yield _spawn
+    for process in processes:
+        process.stop()
+        print(f"----- {' '.join(process.args)} (exit {process.popen.returncode})\n{process.output()}")
+
+
+def wait_until(predicate, timeout: float, period: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(period)
+    return bool(predicate())
+
+
+def installed_executable(name: str) -> Path:
+    """lib/dit4dit_ros/<name> of the installed package (what ros2 run / launch would start)."""
+    from ament_index_python.packages import get_package_prefix
+
+    path = Path(get_package_prefix("dit4dit_ros")) / "lib" / "dit4dit_ros" / name
+    assert path.is_file(), f"{path} is not installed: run scripts/setup.sh"
+    return path
+
+
+@pytest.fixture
+def python_exe() -> str:
+    return sys.executable
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
