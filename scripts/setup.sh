@@ -68,7 +68,8 @@ cmake -S "$ROOT" -B "$BUILD" "${generator[@]}" --log-level=WARNING \
   -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VENV/bin/python" \
   -DBUILD_TESTING=OFF -DAMENT_CMAKE_SYMLINK_INSTALL=ON >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" >/dev/null
-cmake --install "$BUILD" >/dev/null
+# (run from the build dir: the symlink install writes its manifest into the working directory)
+(cd "$BUILD" && cmake --install . >/dev/null)
 
 # --- check ------------------------------------------------------------------------------------------
 env -u _ROS_WHEELS_BOOTSTRAP_COMPLETE -u LD_LIBRARY_PATH HOME="${HOME:-$ROOT/build}" "$VENV/bin/python" - <<'PY'
