@@ -7,7 +7,7 @@ Goal: an instruction (+ time limit). While a goal runs the server
     latency (now - the chunk's observation stamp), reported as feedback;
   * ends the goal on ``task_success`` (std_msgs/Bool, published by the simulation's success check),
     on the time limit (node clock, so sim time when use_sim_time is set) or on cancel.
-One goal at a time: a goal that arrives while another runs is rejected, as is an empty instruction.
+The action is named by the ``action_name`` parameter (default ``execute_task``). One goal at a time: a goal that arrives while another runs is rejected, as is an empty instruction.
 """
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ class TaskServer(Node):
                 floating_point_range=[FloatingPointRange(from_value=0.1, to_value=100.0)],
             ),
         ).value
+        # A parameter, not a remap: rcl (Jazzy) does not apply --ros-args remaps to action names.
+        action_name = self.declare_parameter(
+            "action_name",
+            "execute_task",
+            ParameterDescriptor(description="Name of the ExecuteTask action server (relative = namespaced).",
+                                read_only=True),
+        ).value
 
         self._lock = threading.Lock()
         self._wake = threading.Event()  # set by success / cancel so the goal loop reacts at once
@@ -65,14 +72,14 @@ class TaskServer(Node):
         self._server = ActionServer(
             self,
             ExecuteTask,
-            "execute_task",
+            action_name,
             execute_callback=self._execute,
             goal_callback=self._on_goal,
             cancel_callback=self._on_cancel,
             callback_group=group,
         )
         self.get_logger().info(
-            f"ready: action '{self.resolve_topic_name('execute_task')}', "
+            f"ready: action '{self.resolve_topic_name(action_name)}', "
             f"default_time_limit={self._default_time_limit:g}s"
         )
 

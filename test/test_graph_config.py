@@ -1,0 +1,56 @@
+"""Launch-argument validation of the graph description (what g1.launch.py delegates to)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from dit4dit_ros.graph import LAUNCH_ARGUMENTS, LaunchConfig, default_params_file, g1_graph
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_run_the_simulation_on_sim_time():
+    config = LaunchConfig.from_strings({})
+    assert (config.sim, config.robot, config.use_sim_time, config.namespace) == ("mujoco", "sim", True, "")
+    assert config.resolved_params_file() == default_params_file()
+    assert Path(default_params_file()).is_file()
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"sim": "isaac"}, "expected one of"),
+    ({"robot": "g1"}, "expected one of"),
+    ({"use_sim_time": "maybe"}, "expected true or false"),
+    ({"robot": "real"}, "needs sim:=none"),
+    ({"params_file": "/nonexistent.yaml"}, "does not exist"),
+    ({"simulator": "mujoco"}, "unknown launch argument"),
+])
+def test_bad_launch_arguments_are_refused_with_a_reason(values, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        LaunchConfig.from_strings(values).resolved_params_file()
+
+
+def test_real_robot_without_simulator_uses_wall_time():
+    config = LaunchConfig.from_strings({"sim": "none", "robot": "real"})
+    assert config.use_sim_time is False
+
+
+def test_every_graph_node_is_an_installed_executable():
+    declared = {line.split()[1] for line in (REPO / "resource" / "executables.txt").read_text().splitlines()
+                if line.startswith("node ")}
+    specs = g1_graph(LaunchConfig.from_strings({}))
+    assert specs, "the graph is empty"
+    assert {spec.executable for spec in specs} <= declared
+    assert len({spec.name for spec in specs}) == len(specs), "two nodes share a name"
+
+
+def test_launch_file_declares_every_argument_and_delegates_to_the_graph():
+    source = (REPO / "launch" / "g1.launch.py").read_text()
+    tree = ast.parse(source)
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and node.module == "dit4dit_ros.graph" for alias in node.names}
+    assert {"LAUNCH_ARGUMENTS", "LaunchConfig", "g1_graph"} <= imported
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert "generate_launch_description" in functions
+    assert set(LAUNCH_ARGUMENTS) == {"sim", "robot", "use_sim_time", "namespace", "params_file",
+                                     "checkpoint", "log_level"}
