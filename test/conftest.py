@@ -20,6 +20,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+import dit4dit_ros  # noqa: E402,F401  (in a venv this also points AMENT_PREFIX_PATH at it)
+
 REPO = Path(__file__).resolve().parents[1]
 HELPERS = Path(__file__).resolve().parent / "helpers"
 _domains = itertools.count()
