@@ -96,3 +96,11 @@ def test_ros_args_carry_overrides_and_remaps(tmp_path):
         "-r", "image:=/cam/image", "--log-level", "debug",
     ]
     assert spec.parameters(config) == [str(params), {"use_sim_time": True, "rate_hz": 2.0, "detach": True}]
+
+
+def test_out_of_range_parameter_is_refused_at_start(spawn, ros_domain, tmp_path):
+    params = tmp_path / "bad.yaml"
+    params.write_text("/**/task_server:\n  ros__parameters:\n    feedback_rate: 1000.0\n")
+    server = spawn([installed_executable("task_server"), "--ros-args", "--params-file", params])
+    assert server.popen.wait(30) != 0
+    assert "node failed to start" in server.output() and "feedback_rate out of range" in server.output()

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import rclpy
+import rclpy.logging
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
@@ -19,7 +20,13 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
     rclpy.init(args=list(sys.argv if args is None else args))
     node = None
     try:
-        node = node_factory()
+        try:
+            node = node_factory()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception as error:  # a bad parameter, a missing checkpoint: one clear line, exit code 1
+            rclpy.logging.get_logger("dit4dit_ros").fatal(f"node failed to start: {error}")
+            return 1
         executor = MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         executor.spin()

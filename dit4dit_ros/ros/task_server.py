@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import threading
 
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -23,6 +22,7 @@ from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
 
 from dit4dit_ros.action import ExecuteTask
+from dit4dit_ros.ros.params import declare
 from dit4dit_ros.ros.qos import COMMAND_QOS, LATCHED_QOS
 from dit4dit_ros.ros.runtime import run_node
 
@@ -32,29 +32,16 @@ _NS_PER_S = 1e9
 class TaskServer(Node):
     def __init__(self, **kwargs):
         super().__init__("task_server", **kwargs)
-        self._default_time_limit = self.declare_parameter(
-            "default_time_limit",
-            60.0,
-            ParameterDescriptor(
-                description="Time limit (s) for goals that give none (node clock: sim time under use_sim_time).",
-                floating_point_range=[FloatingPointRange(from_value=0.1, to_value=86400.0)],
-            ),
-        ).value
-        self._feedback_rate = self.declare_parameter(
-            "feedback_rate",
-            2.0,
-            ParameterDescriptor(
-                description="Feedback messages per second while a goal runs.",
-                floating_point_range=[FloatingPointRange(from_value=0.1, to_value=100.0)],
-            ),
-        ).value
+        self._default_time_limit = declare(
+            self, "default_time_limit", 60.0,
+            "Time limit (s) for goals that give none (node clock: sim time under use_sim_time).",
+            low=0.1, high=86400.0)
+        self._feedback_rate = declare(
+            self, "feedback_rate", 2.0, "Feedback messages per second while a goal runs.", low=0.1, high=100.0)
         # A parameter, not a remap: rcl (Jazzy) does not apply --ros-args remaps to action names.
-        action_name = self.declare_parameter(
-            "action_name",
-            "execute_task",
-            ParameterDescriptor(description="Name of the ExecuteTask action server (relative = namespaced).",
-                                read_only=True),
-        ).value
+        action_name = declare(
+            self, "action_name", "execute_task",
+            "Name of the ExecuteTask action server (relative = namespaced).", read_only=True)
 
         self._lock = threading.Lock()
         self._wake = threading.Event()  # set by success / cancel so the goal loop reacts at once
