@@ -44,7 +44,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     # The same pins as scripts/setup.sh: install with `-c scripts/constraints.txt`.
-    install_requires=["numpy", "pyyaml", "torch==2.13.0", "diffusers", "transformers", "safetensors"],
+    install_requires=["numpy", "pyyaml", "torch==2.13.0", "diffusers", "transformers", "safetensors",
+                      "huggingface_hub"],
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

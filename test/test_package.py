@@ -22,6 +22,7 @@ PYTHON_DEPENDENCIES = {
     "safetensors": ("python3-safetensors-pip", "safetensors"),
     "diffusers": ("python3-diffusers-pip", "diffusers"),
     "transformers": ("python3-transformers-pip", "transformers"),
+    "huggingface_hub": ("python3-huggingface-hub-pip", "huggingface_hub"),
 }
 # ROS packages the wheels do not provide (so they are not in this venv's ament index).
 ROS_PACKAGES_WITHOUT_WHEELS = {"launch", "launch_ros"}
