@@ -111,6 +111,18 @@ def spawn(tmp_path, request):
         print(f"----- {' '.join(process.args)} (exit {process.popen.returncode})\n{process.output()}")
 
 
+@pytest.fixture
+def torch_one_thread():
+    """Model tests use tiny tensors: a second intra-op thread only adds synchronisation, and on the shared
+    2-core machine (ROS processes, parallel runs) oversubscription made them about 10x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def wait_until(predicate, timeout: float, period: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

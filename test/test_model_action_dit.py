@@ -14,14 +14,7 @@ from dit4dit_ros.model.flow_matching import interpolate, masked_mse, velocity_ta
 CONTEXT_DIM = 24
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: a second intra-op thread only adds synchronisation, and on a shared 2-core machine
-    # (parallel test runs) oversubscription made these tests 10x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _inputs(config, batch=3, tokens=10, seed=0):

@@ -23,14 +23,7 @@ N = 200_000
 KS_CRITICAL = 1.95 / math.sqrt(N)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: a second intra-op thread only adds synchronisation, and on a shared 2-core machine
-    # (parallel test runs) oversubscription made these tests 10x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _gen(seed=0):

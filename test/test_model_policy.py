@@ -11,7 +11,7 @@ from dit4dit_ros.model.checkpoint import CheckpointError
 from dit4dit_ros.model.configuration_dit4dit import DiT4DiTConfig, small, tiny
 from dit4dit_ros.model.modeling_dit4dit import G1_TABLETOP_JOINTS, DiT4DiTPolicy
 
-torch.set_num_threads(1)  # the suite shares 2 cores with ROS processes; keep timings steady
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _policy(config=None, seed=0):

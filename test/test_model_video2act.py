@@ -9,13 +9,7 @@ import torch
 from dit4dit_ros.model.video2act import Video2ActConditioner, boundary_map, motion_map, num_tokens
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: a second intra-op thread only adds synchronisation (and oversubscribes shared CI).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _step_edge(b=2, t=3, h=8, w=10, d=4, column=5):

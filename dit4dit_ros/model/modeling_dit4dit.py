@@ -134,7 +134,7 @@ class DiT4DiTPolicy(nn.Module):
         physical units, optional "action_is_pad" (B, horizon) bool for steps past an episode's end.
         Returns {"loss", "action_loss", "video_loss"}.
         """
-        flow, action = self.config.flow, self.config.action
+        flow = self.config.flow
         frames, state, actions = batch["frames"], batch["state"], batch["actions"]
         batch_size = frames.shape[0]
         text = self.video.text_encoder.encode(list(batch["instruction"]))  # no cache: it may be training
