@@ -79,9 +79,9 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def check_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], *, skip_prefixes=()) -> None:
-    """Raise CheckpointError unless state_dict has exactly the model's (non-skipped) tensors and shapes."""
-    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(tuple(skip_prefixes))}
+def check_state_dict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """Raise CheckpointError unless state_dict has exactly the model's tensors and shapes."""
+    expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     mismatched = sorted(f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"

@@ -74,17 +74,17 @@ class DiT4DiTPolicy(nn.Module):
         self.action_min.copy_(low)
         self.action_max.copy_(high)
 
-    def _half_range(self) -> torch.Tensor:
+    def _center_and_half_range(self) -> tuple[torch.Tensor, torch.Tensor]:
         # A constant dimension (max == min) maps to 0 instead of dividing by zero.
-        return ((self.action_max - self.action_min) / 2).clamp_min(1e-6)
+        return (self.action_max + self.action_min) / 2, ((self.action_max - self.action_min) / 2).clamp_min(1e-6)
 
     def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        center = (self.action_max + self.action_min) / 2
-        return (actions - center) / self._half_range()
+        center, half_range = self._center_and_half_range()
+        return (actions - center) / half_range
 
     def unnormalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
-        center = (self.action_max + self.action_min) / 2
-        return actions * self._half_range() + center
+        center, half_range = self._center_and_half_range()
+        return actions * half_range + center
 
     def _pad_actions(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, H, action_dim) -> (B, H, max_action_dim) and a (max_action_dim,) mask of the real dims."""
