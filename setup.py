@@ -43,9 +43,11 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={f"{PACKAGE}.sim": ["assets/*.xml"]},  # the simplified G1 (offline fallback)
     # The same pins as scripts/setup.sh: install with `-c scripts/constraints.txt`.
     install_requires=["numpy", "pyyaml", "torch==2.13.0", "diffusers", "transformers", "safetensors",
                       "huggingface_hub"],
+    extras_require={"sim": ["mujoco", "mujoco-menagerie", "mink", "trimesh", "fast-simplification"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -3,6 +3,7 @@ and executables, and the setup.py distribution for ROS-free machines."""
 
 import ast
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -23,6 +24,11 @@ PYTHON_DEPENDENCIES = {
     "diffusers": ("python3-diffusers-pip", "diffusers"),
     "transformers": ("python3-transformers-pip", "transformers"),
     "huggingface_hub": ("python3-huggingface-hub-pip", "huggingface_hub"),
+    "mujoco": ("python3-mujoco-pip", "mujoco"),
+    "mujoco_menagerie": ("python3-mujoco-menagerie-pip", "mujoco-menagerie"),
+    "mink": ("python3-mink-pip", "mink"),
+    "trimesh": ("python3-trimesh", "trimesh"),
+    "fast_simplification": ("python3-fast-simplification-pip", "fast-simplification"),
 }
 # ROS packages the wheels do not provide (so they are not in this venv's ament index).
 ROS_PACKAGES_WITHOUT_WHEELS = {"launch", "launch_ros"}
@@ -78,14 +84,26 @@ def test_every_runtime_dependency_is_declared():
     assert not missing, "\n".join(missing)
 
 
+def _requirement_names(text: str) -> set[str]:
+    """Normalised (PEP 503) project names of a requirements/constraints file, markers and pins dropped."""
+    names = set()
+    for line in text.lower().splitlines():
+        line = line.split("#", 1)[0].split(";", 1)[0].strip()
+        if line:
+            names.add(re.split(r"[=<>!~\[ ]", line, maxsplit=1)[0].replace("_", "-"))
+    return names
+
+
 def test_python_rosdep_keys_have_pinned_pip_requirements():
-    requirements = (REPO / "scripts" / "requirements.txt").read_text().lower().split()
-    constraints = (REPO / "scripts" / "constraints.txt").read_text().lower()
+    requirements = _requirement_names((REPO / "scripts" / "requirements.txt").read_text())
+    constraints_text = (REPO / "scripts" / "constraints.txt").read_text().lower()
+    pinned = {line.split("==", 1)[0].replace("_", "-") for line in constraints_text.splitlines() if "==" in line}
     keys = {d.name for d in _package().exec_depends}
     for rosdep_key, pip_name in PYTHON_DEPENDENCIES.values():
         if rosdep_key in keys:
-            assert any(r == pip_name or r.startswith(pip_name + "=") for r in requirements), pip_name
-            assert f"\n{pip_name}==" in constraints, f"{pip_name} is not pinned in scripts/constraints.txt"
+            assert pip_name.replace("_", "-") in requirements, pip_name
+            assert pip_name.replace("_", "-") in pinned, f"{pip_name} is not pinned in scripts/constraints.txt"
+    constraints = constraints_text
     assert "\ntorch==2.13.0\n" in constraints
 
 
@@ -118,6 +136,7 @@ def test_setup_py_builds_a_ros_free_distribution(tmp_path):
     (wheel,) = tmp_path.glob("dit4dit_ros-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "dit4dit_ros/ros/task_server.py" in names and "dit4dit_ros/interfaces.py" in names
+    assert "dit4dit_ros/sim/assets/g1_simplified.xml" in names  # the offline G1 must travel with the code
     data = {n.split(".data/data/", 1)[1] for n in names if ".data/data/" in n}
     assert {"share/dit4dit_ros/launch/g1.launch.py", "share/dit4dit_ros/config/g1.yaml",
             "share/dit4dit_ros/package.xml", "share/ament_index/resource_index/packages/dit4dit_ros"} <= data

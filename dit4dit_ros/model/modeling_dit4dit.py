@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dit4dit_ros.g1 import ACTION_NAMES
 from dit4dit_ros.model import checkpoint
 from dit4dit_ros.model.action_dit import ActionDiT
 from dit4dit_ros.model.configuration_dit4dit import DiT4DiTConfig
@@ -30,13 +31,7 @@ from dit4dit_ros.model.video2act import Video2ActConditioner
 from dit4dit_ros.model.video_backbone import VideoBackbone
 
 # G1 tabletop action/state order (method.md): left arm 7, right arm 7, left grip, right grip.
-G1_TABLETOP_JOINTS = (
-    [f"left_{j}_joint" for j in ("shoulder_pitch", "shoulder_roll", "shoulder_yaw", "elbow",
-                                 "wrist_roll", "wrist_pitch", "wrist_yaw")]
-    + [f"right_{j}_joint" for j in ("shoulder_pitch", "shoulder_roll", "shoulder_yaw", "elbow",
-                                    "wrist_roll", "wrist_pitch", "wrist_yaw")]
-    + ["left_grip", "right_grip"]
-)
+G1_TABLETOP_JOINTS = ACTION_NAMES  # 7 + 7 arm joints + 2 grip scalars, by name (dit4dit_ros/g1.py)
 
 
 class DiT4DiTPolicy(nn.Module):
