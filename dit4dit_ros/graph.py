@@ -125,7 +125,12 @@ def _yaml_scalar(value) -> str:
 def g1_graph(config: LaunchConfig) -> list[NodeSpec]:
     """The nodes ``g1.launch.py`` starts for this configuration.
 
-    Today: the task server. The camera ingestion, video encoder, action planner, controller bridge and
-    simulation nodes join this list as they land (see the README's status table).
+    Today: the MuJoCo simulation (sim:=mujoco) and the task server. The camera ingestion, video encoder,
+    action planner and controller bridge join this list with the node-graph issue (see the README).
     """
-    return [NodeSpec(name="task_server", executable="task_server")]
+    nodes = []
+    if config.sim == "mujoco":
+        # The simulation is the clock: it never follows /clock itself.
+        nodes.append(NodeSpec(name="sim", executable="sim", overrides={"use_sim_time": False}))
+    nodes.append(NodeSpec(name="task_server", executable="task_server"))
+    return nodes
