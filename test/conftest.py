@@ -25,6 +25,31 @@ import dit4dit_ros  # noqa: E402,F401  (in a venv this also points AMENT_PREFIX_
 REPO = Path(__file__).resolve().parents[1]
 HELPERS = Path(__file__).resolve().parent / "helpers"
 _domains = itertools.count()
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering
+
+
+def _find_menagerie() -> str | None:
+    """MENAGERIE_ROOT for the tests: the environment's, else ../shared/menagerie beside this checkout or
+    beside the repository it was cloned from (CI runs on a clean clone of this one)."""
+    if os.environ.get("MENAGERIE_ROOT"):
+        return os.environ["MENAGERIE_ROOT"]
+    candidates = [REPO.parent / "shared" / "menagerie"]
+    try:
+        origin = subprocess.run(["git", "-C", str(REPO), "config", "--get", "remote.origin.url"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        if origin and Path(origin).is_dir():
+            candidates.append(Path(origin).resolve().parent / "shared" / "menagerie")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return next((str(c) for c in candidates if (c / "unitree_g1").is_dir()), None)
+
+
+MENAGERIE_ROOT = _find_menagerie()
+if MENAGERIE_ROOT:
+    os.environ["MENAGERIE_ROOT"] = MENAGERIE_ROOT
+# Never download the menagerie in tests; without a local copy, tests of the real G1 skip (with a reason)
+# and their simplified-G1 siblings still run.
+needs_menagerie = pytest.mark.skipif(MENAGERIE_ROOT is None, reason="no local mujoco_menagerie (set MENAGERIE_ROOT)")
 
 
 def next_domain_id() -> int:
