@@ -32,7 +32,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Bool
+from std_msgs.msg import Bool, Header
 
 from dit4dit_ros.interfaces import ns_to_time
 from dit4dit_ros.ros.params import declare
@@ -180,7 +180,7 @@ class SimNode(Node):
                 self._publish_image(image, stamp)
             if joints is not None:
                 next_joints = max(next_joints + self._joint_state_period, now - self._joint_state_period)
-                self._joint_pub.publish(JointState(header=self._header(stamp, ""), name=list(joints.joint_names),
+                self._joint_pub.publish(JointState(header=Header(stamp=stamp), name=list(joints.joint_names),
                                                    position=joints.joint_positions.tolist(),
                                                    velocity=joints.joint_velocities.tolist()))
             if status is not None:
@@ -197,15 +197,9 @@ class SimNode(Node):
                 elif ahead < -0.5:  # fell behind (rendering is slow): do not try to catch up in a burst
                     wall_start, sim_start = time.monotonic(), self._sim_ns
 
-    @staticmethod
-    def _header(stamp, frame_id):
-        from std_msgs.msg import Header
-
-        return Header(stamp=stamp, frame_id=frame_id)
-
     def _publish_image(self, pixels, stamp) -> None:
         height, width, _ = pixels.shape
-        msg = Image(header=self._header(stamp, self._frame_id), height=height, width=width, encoding="rgb8",
+        msg = Image(header=Header(stamp=stamp, frame_id=self._frame_id), height=height, width=width, encoding="rgb8",
                     is_bigendian=0, step=width * 3)
         msg.data = pixels.tobytes()
         self._image_pub.publish(msg)

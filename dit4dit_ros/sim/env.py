@@ -71,6 +71,14 @@ class G1TabletopEnv:
         self._joint_dof = {n: m.jnt_dofadr[m.joint(n).id] for n in g1.ALL_JOINTS}
         self._actuator = {n: m.actuator(n).id for n in g1.ALL_JOINTS}
         self.joint_limits = {n: tuple(m.jnt_range[m.joint(n).id]) for n in g1.ALL_JOINTS}
+        # Index arrays for the per-step reads (observe runs every control step and at 100 Hz in the node).
+        self._all_qpos = np.array([self._joint_qpos[n] for n in g1.ALL_JOINTS])
+        self._all_dof = np.array([self._joint_dof[n] for n in g1.ALL_JOINTS])
+        self._arm_qpos = np.array([self._joint_qpos[n] for n in g1.ARM_JOINTS["left"] + g1.ARM_JOINTS["right"]])
+        self._grip_closure = {  # per hand: finger qpos indices and their closed targets (0-target joints skipped)
+            side: (np.array([self._joint_qpos[n] for n in g1.HAND_JOINTS[side] if g1.DEX3_CLOSED[n] != 0.0]),
+                   np.array([g1.DEX3_CLOSED[n] for n in g1.HAND_JOINTS[side] if g1.DEX3_CLOSED[n] != 0.0]))
+            for side in g1.SIDES}
         self.task: Task = get_task(DEFAULT_TASK)
         self.seed = 0
         self._done = False
@@ -105,15 +113,17 @@ class G1TabletopEnv:
         self.frozen = False
         return self.observe()
 
-    def step(self, action: Sequence[float] | np.ndarray) -> StepResult:
-        """Apply a 16-D action (g1.ACTION_NAMES order) and advance one control period."""
+    def step(self, action: Sequence[float] | np.ndarray, render: bool | None = None) -> StepResult:
+        """Apply a 16-D action (g1.ACTION_NAMES order) and advance one control period.
+
+        `render` overrides the env's `render_images` for this step's observation."""
         values = np.asarray(action, dtype=np.float64)
         if values.shape != (len(g1.ACTION_NAMES),):
             raise CommandError(f"action has shape {values.shape}; expected ({len(g1.ACTION_NAMES)},) "
                                f"in the order {list(g1.ACTION_NAMES)}")
         self.set_action(dict(zip(g1.ACTION_NAMES, values.tolist())))
         self.advance(self.control_dt)
-        return self.evaluate()
+        return self.evaluate(render)
 
     def evaluate(self, render: bool | None = None) -> StepResult:
         """Observe, judge success/failure/timeout; once done, an episode stays done until reset."""
@@ -162,20 +172,16 @@ class G1TabletopEnv:
         mujoco.mj_step(self.model, self.data, nstep=steps)
 
     def observe(self, render: bool | None = None) -> Observation:
-        q = np.array([self.data.qpos[self._joint_qpos[n]] for n in g1.ALL_JOINTS])
-        dq = np.array([self.data.qvel[self._joint_dof[n]] for n in g1.ALL_JOINTS])
+        q, dq = self.data.qpos[self._all_qpos], self.data.qvel[self._all_dof]  # fancy indexing: copies
         render = self.render_images if render is None else render
         return Observation(self.time, self.measured_action_state(), g1.ALL_JOINTS, q, dq,
                            self.render() if render else None)
 
     def measured_action_state(self) -> np.ndarray:
         """The measured state in action coordinates: arm joint angles and a grip estimate per hand."""
-        state = [self.data.qpos[self._joint_qpos[n]] for n in g1.ARM_JOINTS["left"] + g1.ARM_JOINTS["right"]]
-        for side in g1.SIDES:
-            closure = [self.data.qpos[self._joint_qpos[n]] / g1.DEX3_CLOSED[n]
-                       for n in g1.HAND_JOINTS[side] if g1.DEX3_CLOSED[n] != 0.0]
-            state.append(float(np.clip(np.mean(closure), 0.0, 1.0)))
-        return np.asarray(state)
+        grips = [np.clip(np.mean(self.data.qpos[index] / closed), 0.0, 1.0)
+                 for index, closed in (self._grip_closure[side] for side in g1.SIDES)]
+        return np.concatenate([self.data.qpos[self._arm_qpos], grips])
 
     def render(self) -> np.ndarray:
         if self._renderer is None:  # the GL context belongs to the thread that first renders

@@ -161,7 +161,8 @@ class ScriptedExpert:
             error = np.linalg.norm(goal - cube)
             if error < 0.012:
                 break
-            yield np.r_[cube - (behind - min(0.05, error)) * direction, TABLE_TOP_Z + height], 0.0, self._palm_toward(direction)
+            hand = np.r_[cube - (behind - min(0.05, error)) * direction, TABLE_TOP_Z + height]
+            yield hand, 0.0, self._palm_toward(direction)
         yield from self._move(self._hand() + (0.0, 0.0, 0.08), orientation=paddle)
         yield from self._stay(orientation=paddle)
 
@@ -181,15 +182,8 @@ def run_episode(env: G1TabletopEnv, expert: ScriptedExpert, seed: int, task: str
     expert.reset()
     steps = 0
     while True:
-        result = env.step(expert.act()) if render else _step_without_render(env, expert.act())
+        result = env.step(expert.act(), render=render)
         steps += 1
         if result.done:
             return result.success, steps, result.info["reason"]
 
-
-def _step_without_render(env: G1TabletopEnv, action: np.ndarray):
-    previous, env.render_images = env.render_images, False
-    try:
-        return env.step(action)
-    finally:
-        env.render_images = previous
