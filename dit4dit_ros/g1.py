@@ -7,6 +7,8 @@ of G1 bugs. Numbers are from ../shared/docs/unitree-g1.md and the menagerie mode
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 ARM_LINKS = ("shoulder_pitch", "shoulder_roll", "shoulder_yaw", "elbow", "wrist_roll", "wrist_pitch", "wrist_yaw")
@@ -29,6 +31,21 @@ ALL_JOINTS: tuple[str, ...] = BODY_JOINTS + HAND_JOINTS["left"] + HAND_JOINTS["r
 # (0 = open .. 1 = closed). The grips are not joints of the robot; GripMap spreads them over the fingers.
 GRIP_NAMES: dict[str, str] = {"left": "left_grip", "right": "right_grip"}
 ACTION_NAMES: tuple[str, ...] = ARM_JOINTS["left"] + ARM_JOINTS["right"] + (GRIP_NAMES["left"], GRIP_NAMES["right"])
+
+# Arm joint position ranges [rad], the `range` attributes of mujoco_menagerie unitree_g1/g1_with_hands.xml
+# (copied unchanged into sim/assets/g1_simplified.xml; a test compares the two). Roll ranges are mirrored.
+ARM_JOINT_RANGES: dict[str, tuple[float, float]] = {
+    **{f"{side}_{link}_joint": rng for side in SIDES for link, rng in {
+        "shoulder_pitch": (-3.0892, 2.6704),
+        "shoulder_yaw": (-2.618, 2.618),
+        "elbow": (-1.0472, 2.0944),
+        "wrist_pitch": (-1.61443, 1.61443),
+        "wrist_yaw": (-1.61443, 1.61443),
+        "wrist_roll": (-1.97222, 1.97222)}.items()},
+    "left_shoulder_roll_joint": (-1.5882, 2.2515),
+    "right_shoulder_roll_joint": (-2.2515, 1.5882),
+}
+GRIP_RANGE: tuple[float, float] = (0.0, 1.0)  # the grip scalar: 0 = open .. 1 = closed
 
 # Dex3-1 finger targets [rad] at grip = 1 (closed). Grip 0 is every finger joint at 0 (straight, open).
 # The right hand's finger axes are mirrored, so its closing directions are the left hand's negated
@@ -81,3 +98,24 @@ def grip_targets(side: str, grip: float) -> dict[str, float]:
     """Dex3 finger joint targets for one hand's grip scalar (clipped to 0..1)."""
     closing = float(np.clip(grip, 0.0, 1.0))
     return {name: closing * DEX3_CLOSED[name] for name in HAND_JOINTS[side]}
+
+
+def grip_estimate(side: str, positions: Mapping[str, float]) -> float:
+    """One hand's grip scalar (0 open .. 1 closed) from its measured finger angles: the inverse of grip_targets,
+    averaged over the fingers that move when the hand closes (the same estimate the simulation reports)."""
+    moving = [name for name in HAND_JOINTS[side] if DEX3_CLOSED[name] != 0.0]
+    missing = [name for name in moving if name not in positions]
+    if missing:
+        raise KeyError(f"joint state lacks finger joint(s) {missing} needed for the {side} grip")
+    closure = np.mean([positions[name] / DEX3_CLOSED[name] for name in moving])
+    return float(np.clip(closure, 0.0, 1.0))
+
+
+def action_state(positions: Mapping[str, float]) -> np.ndarray:
+    """The measured state in action coordinates (ACTION_NAMES order) from joint positions BY NAME: the 14 arm
+    angles and a grip estimate per hand. Raises KeyError naming any joint the state lacks."""
+    arms = ARM_JOINTS["left"] + ARM_JOINTS["right"]
+    missing = [name for name in arms if name not in positions]
+    if missing:
+        raise KeyError(f"joint state lacks arm joint(s) {missing}")
+    return np.array([positions[name] for name in arms] + [grip_estimate(side, positions) for side in SIDES])
