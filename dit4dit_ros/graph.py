@@ -94,16 +94,20 @@ class NodeSpec:
 
     name: str
     executable: str
+    # "module:Class" of the node, for the single-process graph (what a composable node's plugin name is in C++).
+    plugin: str
     remappings: tuple[tuple[str, str], ...] = ()
     overrides: dict[str, object] = field(default_factory=dict)  # parameters beyond the params file
     package: str = PACKAGE
+    managed: bool = False  # a lifecycle node: ready when its ~/get_state says active
 
     def parameters(self, config: LaunchConfig) -> list:
         """launch_ros style: the params file, then a dict of overrides (later entries win)."""
         return [config.resolved_params_file(), {"use_sim_time": config.use_sim_time, **self.overrides}]
 
-    def ros_args(self, config: LaunchConfig) -> list[str]:
-        """The same node as ``--ros-args`` for a plain process (what launch_ros passes under the hood)."""
+    def ros_args(self, config: LaunchConfig, *, log_level: bool = True) -> list[str]:
+        """The same node as ``--ros-args`` for a plain process (what launch_ros passes under the hood).
+        ``log_level`` False leaves out the process-wide ``--log-level`` (for nodes sharing one process)."""
         args = ["--ros-args", "-r", f"__node:={self.name}"]
         if config.namespace:
             args += ["-r", f"__ns:={config.namespace}"]
@@ -112,7 +116,8 @@ class NodeSpec:
             args += ["-p", f"{key}:={_yaml_scalar(value)}"]
         for source, target in self.remappings:
             args += ["-r", f"{source}:={target}"]
-        args += ["--log-level", config.log_level]
+        if log_level:
+            args += ["--log-level", config.log_level]
         return args
 
 
@@ -122,15 +127,34 @@ def _yaml_scalar(value) -> str:
     return str(value)
 
 
-def g1_graph(config: LaunchConfig) -> list[NodeSpec]:
-    """The nodes ``g1.launch.py`` starts for this configuration.
+def _spec(name: str, module: str, cls: str, **kwargs) -> NodeSpec:
+    return NodeSpec(name=name, executable=name, plugin=f"dit4dit_ros.ros.{module}:{cls}", **kwargs)
 
-    Today: the MuJoCo simulation (sim:=mujoco) and the task server. The camera ingestion, video encoder,
-    action planner and controller bridge join this list with the node-graph issue (see the README).
+
+def g1_graph(config: LaunchConfig) -> list[NodeSpec]:
+    """The nodes ``g1.launch.py`` starts for this configuration, in start order.
+
+    camera/image_raw -> camera_ingest -> camera/image -> video_encoder -> video_features -> action_planner
+    -> action_chunk -> controller_bridge -> joint_commands -> the robot (sim node, Gazebo bridge or, with the
+    real-G1 issue, the low-level bridge); joint_states flow back to the planner and the bridge; task_server
+    latches the instruction and ends goals on task_success. Every name is relative, so ``namespace`` and
+    remaps apply; the topic names match by default and need no remaps.
     """
     nodes = []
     if config.sim == "mujoco":
         # The simulation is the clock: it never follows /clock itself.
-        nodes.append(NodeSpec(name="sim", executable="sim", overrides={"use_sim_time": False}))
-    nodes.append(NodeSpec(name="task_server", executable="task_server"))
+        nodes.append(_spec("sim", "sim_node", "SimNode", overrides={"use_sim_time": False}))
+    model = {"checkpoint": config.checkpoint} if config.checkpoint else {}
+    bridge = {}
+    if config.robot == "real":
+        # The G1 low-level output (unitree_hg LowCmd) is the real-robot issue's; until then nothing may reach
+        # the motors: the bridge computes and reports every command but publishes none.
+        bridge = {"output": "none", "dry_run": True}
+    nodes += [
+        _spec("camera_ingest", "camera_ingest", "CameraIngest", overrides=dict(model), managed=True),
+        _spec("video_encoder", "video_encoder", "VideoEncoder", overrides=dict(model), managed=True),
+        _spec("action_planner", "action_planner", "ActionPlanner", overrides=dict(model), managed=True),
+        _spec("controller_bridge", "controller_bridge", "ControllerBridge", overrides=bridge, managed=True),
+        _spec("task_server", "task_server", "TaskServer"),
+    ]
     return nodes

@@ -29,9 +29,10 @@ PYTHON_DEPENDENCIES = {
     "mink": ("python3-mink-pip", "mink"),
     "trimesh": ("python3-trimesh", "trimesh"),
     "fast_simplification": ("python3-fast-simplification-pip", "fast-simplification"),
+    "PIL": ("python3-pil", "pillow"),
 }
 # ROS packages the wheels do not provide (so they are not in this venv's ament index).
-ROS_PACKAGES_WITHOUT_WHEELS = {"launch", "launch_ros"}
+ROS_PACKAGES_WITHOUT_WHEELS = {"launch", "launch_ros", "cv_bridge"}
 
 
 def _package():

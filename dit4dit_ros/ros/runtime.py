@@ -11,7 +11,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 
-def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None, *, threads: int = 2) -> int:
+def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None, *, threads: int = 4) -> int:
     """Create one node and spin it until shutdown; the body of every node executable's ``main()``.
 
     ``args`` are the process arguments (``--ros-args --params-file f.yaml -r a:=b ...`` are honoured).
@@ -26,6 +26,8 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
             raise
         except Exception as error:  # a bad parameter, a missing checkpoint: one clear line, exit code 1
             rclpy.logging.get_logger("dit4dit_ros").fatal(f"node failed to start: {error}")
+            return 1
+        if hasattr(node, "start") and not node.start():  # managed nodes: autostart (configure + activate)
             return 1
         executor = MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)

@@ -8,6 +8,10 @@ Publishes (names relative, so namespaces and remaps apply; /clock is absolute)
   task_success           std_msgs/Bool           the task's success predicate (what task_server ends goals on)
   task_status            diagnostic_msgs/DiagnosticStatus  task, instruction, seed, episode time, done, reason
   /diagnostics           diagnostic_msgs/DiagnosticArray   rates, real-time factor, rejected commands
+  expert/action_chunk    trajectory_msgs/JointTrajectory   only with `expert:=true`: the scripted expert's next
+                                                 action (G1 tabletop action names) at the control rate, as a
+                                                 two-point chunk; remap it onto the controller bridge's
+                                                 action_chunk to run demonstrations through the graph
 Subscribes
   joint_commands         sensor_msgs/JointState  position targets BY NAME: any arm/hand joint, and the grip
                                                  scalars left_grip / right_grip (0 open .. 1 closed)
@@ -28,12 +32,15 @@ import math
 import threading
 import time
 
+from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Header
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from dit4dit_ros import g1
 from dit4dit_ros.interfaces import ns_to_time
 from dit4dit_ros.ros.params import declare
 from dit4dit_ros.ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
@@ -71,6 +78,8 @@ class SimNode(Node):
         self._status_period = 1.0 / declare(self, "status_rate", 10.0, "task_success/task_status rate (Hz of sim time)",
                                             low=0.1, high=100.0)
         self._frame_id = declare(self, "camera_frame_id", "head_camera_optical_frame", "frame_id of the images")
+        expert = declare(self, "expert", False, "Publish the scripted expert's actions on expert/action_chunk "
+                         "(demonstrations through the graph)", read_only=True)
         if task not in TASKS:
             raise ValueError(f"parameter task={task!r}; known tasks: {sorted(TASKS)}")
 
@@ -78,6 +87,11 @@ class SimNode(Node):
         physics_dt = self.env.model.opt.timestep
         self._tick_steps = max(1, round(1.0 / (clock_rate * physics_dt)))
         self._tick = self._tick_steps * physics_dt
+        self._expert = None
+        if expert:
+            from dit4dit_ros.sim.experts import ScriptedExpert
+
+            self._expert = ScriptedExpert(self.env)
         self.get_logger().info(f"G1 model: {self.env.model_source} ({self.env.model_detail})")
         self.env.reset(seed=seed, task=task)
 
@@ -94,6 +108,8 @@ class SimNode(Node):
         self._success_pub = self.create_publisher(Bool, "task_success", COMMAND_QOS)
         self._status_pub = self.create_publisher(DiagnosticStatus, "task_status", LATCHED_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._expert_pub = (self.create_publisher(JointTrajectory, "expert/action_chunk", COMMAND_QOS)
+                            if self._expert is not None else None)
         self.create_subscription(JointState, "joint_commands", self._on_command, COMMAND_QOS)
         self.create_subscription(Bool, "estop", self._on_estop, LATCHED_QOS)
         self.create_service(ResetEpisode, "~/reset", self._on_reset)
@@ -134,7 +150,9 @@ class SimNode(Node):
         return response
 
     def _reset(self, task: str, seed: int, response):
-        task = task or self.env.task.name
+        # A task name, or a task's instruction (what the task server has from its goal).
+        by_instruction = {t.instruction: name for name, t in self._tasks.items()}
+        task = by_instruction.get(task.strip(), task) or self.env.task.name
         if task not in self._tasks:
             response.success = False
             response.message = f"unknown task {task!r}; known tasks: {sorted(self._tasks)}"
@@ -142,6 +160,8 @@ class SimNode(Node):
         with self._lock:
             seed = self.env.seed + 1 if seed < 0 else seed
             self.env.reset(seed=seed, task=task)
+            if self._expert is not None:
+                self._expert.reset()
             self._next_status = 0.0
         response.success, response.message = True, "episode started"
         response.task, response.instruction, response.seed = task, self.env.task.instruction, seed
@@ -162,7 +182,7 @@ class SimNode(Node):
 
     def _loop(self) -> None:
         tick_ns = round(self._tick * _NS)  # exactly the physics advanced per tick
-        next_camera = next_joints = self._next_status = 0.0
+        next_camera = next_joints = next_expert = self._next_status = 0.0
         wall_start, sim_start = time.monotonic(), self._sim_ns
         rate_window = (time.monotonic(), self._sim_ns, 0)
         while self._running:
@@ -173,6 +193,10 @@ class SimNode(Node):
                 image = self.env.render() if now >= next_camera else None
                 joints = self.env.observe(render=False) if now >= next_joints else None
                 status = self.env.evaluate(render=False) if now >= self._next_status else None
+                expert_action = None
+                if self._expert is not None and now >= next_expert and not self.env.frozen:
+                    expert_action = self._expert.act()
+                    next_expert = max(next_expert + self.env.control_dt, now - self.env.control_dt)
             stamp = ns_to_time(self._sim_ns)
             self._clock_pub.publish(Clock(clock=stamp))
             if image is not None:
@@ -183,6 +207,8 @@ class SimNode(Node):
                 self._joint_pub.publish(JointState(header=Header(stamp=stamp), name=list(joints.joint_names),
                                                    position=joints.joint_positions.tolist(),
                                                    velocity=joints.joint_velocities.tolist()))
+            if expert_action is not None:
+                self._publish_expert(expert_action, stamp)
             if status is not None:
                 self._next_status = now + self._status_period
                 self._publish_status(status, stamp)
@@ -206,6 +232,14 @@ class SimNode(Node):
         self._camera_info.header = msg.header
         self._info_pub.publish(self._camera_info)
         self._frames += 1
+
+    def _publish_expert(self, action, stamp) -> None:
+        # Two points one control period apart: the bridge interpolates to its own rate until the next arrives.
+        period = Duration(sec=0, nanosec=round(self.env.control_dt * _NS))
+        points = [JointTrajectoryPoint(positions=action.tolist(), time_from_start=Duration()),
+                  JointTrajectoryPoint(positions=action.tolist(), time_from_start=period)]
+        self._expert_pub.publish(JointTrajectory(header=Header(stamp=stamp), joint_names=list(g1.ACTION_NAMES),
+                                                 points=points))
 
     def _publish_status(self, result, stamp) -> None:
         self._success_pub.publish(Bool(data=bool(result.success)))

@@ -7,7 +7,11 @@ Goal: an instruction (+ time limit). While a goal runs the server
     latency (now - the chunk's observation stamp), reported as feedback;
   * ends the goal on ``task_success`` (std_msgs/Bool, published by the simulation's success check),
     on the time limit (node clock, so sim time when use_sim_time is set) or on cancel.
-The action is named by the ``action_name`` parameter (default ``execute_task``). One goal at a time: a goal that arrives while another runs is rejected, as is an empty instruction.
+A goal with ``seed >= 0`` first starts a new simulation episode through ``reset_service``
+(dit4dit_ros/ResetEpisode, default ``sim/reset``): the task whose instruction the goal gives, else the
+current task, with that seed. The action is named by the ``action_name`` parameter (default
+``execute_task``). One goal at a time: a goal that arrives while another runs is rejected, as is an empty
+instruction.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from std_msgs.msg import Bool, String
 from trajectory_msgs.msg import JointTrajectory
 
 from dit4dit_ros.action import ExecuteTask
+from dit4dit_ros.srv import ResetEpisode
 from dit4dit_ros.ros.params import declare
 from dit4dit_ros.ros.qos import COMMAND_QOS, LATCHED_QOS
 from dit4dit_ros.ros.runtime import run_node
@@ -43,6 +48,11 @@ class TaskServer(Node):
             self, "action_name", "execute_task",
             "Name of the ExecuteTask action server (relative = namespaced).", read_only=True)
 
+        reset_service = declare(
+            self, "reset_service", "sim/reset",
+            "ResetEpisode service called for goals with seed >= 0 (empty: goals never reset anything)",
+            read_only=True)
+
         self._lock = threading.Lock()
         self._wake = threading.Event()  # set by success / cancel so the goal loop reacts at once
         self._busy = False
@@ -56,6 +66,8 @@ class TaskServer(Node):
         self._instruction_pub = self.create_publisher(String, "instruction", LATCHED_QOS)
         self.create_subscription(Bool, "task_success", self._on_success, COMMAND_QOS, callback_group=group)
         self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk, COMMAND_QOS, callback_group=group)
+        self._reset_client = (self.create_client(ResetEpisode, reset_service, callback_group=group)
+                              if reset_service else None)
         self._server = ActionServer(
             self,
             ExecuteTask,
@@ -110,6 +122,16 @@ class TaskServer(Node):
     def _execute(self, goal_handle) -> ExecuteTask.Result:
         goal = goal_handle.request
         limit_s = goal.time_limit.sec + goal.time_limit.nanosec / _NS_PER_S or self._default_time_limit
+        result = ExecuteTask.Result()
+        if goal.seed >= 0:
+            message = self._reset_episode(goal.instruction.strip(), goal.seed)
+            if message:
+                goal_handle.abort()
+                result.reason = f"aborted: {message}"
+                with self._lock:
+                    self._busy = False
+                self.get_logger().error(result.reason)
+                return result
         start = self.get_clock().now()
         with self._lock:
             self._active, self._succeeded = True, False
@@ -117,7 +139,6 @@ class TaskServer(Node):
         self._instruction_pub.publish(String(data=goal.instruction.strip()))
         self.get_logger().info(f"goal '{goal.instruction.strip()}' (limit {limit_s:g}s)")
 
-        result = ExecuteTask.Result()
         try:
             while True:
                 elapsed = self.get_clock().now() - start
@@ -154,6 +175,25 @@ class TaskServer(Node):
             self._instruction_pub.publish(String(data=""))
         self.get_logger().info(f"goal ended: {result.reason} after {result.steps} steps")
         return result
+
+
+    def _reset_episode(self, instruction: str, seed: int) -> str:
+        """Reset the simulation for this goal; returns "" on success, else why not."""
+        if self._reset_client is None:
+            return "the goal asks for a reset (seed >= 0) but reset_service is empty"
+        if not self._reset_client.wait_for_service(timeout_sec=5.0):
+            return f"reset service {self._reset_client.srv_name} is not available"
+        # The instruction names the task when it is one of the simulation's; otherwise keep the current task.
+        for task in (instruction, ""):
+            done = threading.Event()
+            future = self._reset_client.call_async(ResetEpisode.Request(task=task, seed=seed))
+            future.add_done_callback(lambda _: done.set())
+            if not done.wait(10.0) or future.result() is None:
+                return "reset service did not answer"
+            if future.result().success:
+                self.get_logger().info(f"episode reset: task={future.result().task} seed={seed}")
+                return ""
+        return f"reset refused: {future.result().message}"
 
 
 def main(args=None) -> int:
