@@ -235,8 +235,8 @@ class ControllerBridge(ManagedNode):
             return OK, "not configured", {}
         with self._lock:
             stats = self._core.stats()
-        mode = stats.pop("mode")
-        mode = mode.value if isinstance(mode, Mode) else str(mode)
+            mode = self._core.mode.value
+        stats.pop("mode")
         values = {"mode": mode, "dry_run": self._p["dry_run"], "output": self._p["output"],
                   "command_rate_hz": f"{self._rate_meter.rate():.2f}", "malformed_chunks": self.malformed_chunks,
                   "bad_joint_states": self.bad_states, **{k: v for k, v in stats.items()},

@@ -94,6 +94,8 @@ class SimNode(Node):
             self._expert = ScriptedExpert(self.env)
         self.get_logger().info(f"G1 model: {self.env.model_source} ({self.env.model_detail})")
         self.env.reset(seed=seed, task=task)
+        if self._expert is not None:
+            self._expert.reset()
 
         self._lock = threading.Lock()  # env state: sim thread vs. command/service callbacks
         self._rejected = 0
