@@ -95,7 +95,7 @@ class NodeSpec:
     name: str
     executable: str
     # "module:Class" of the node, for the single-process graph (what a composable node's plugin name is in C++).
-    plugin: str
+    plugin: str = ""
     remappings: tuple[tuple[str, str], ...] = ()
     overrides: dict[str, object] = field(default_factory=dict)  # parameters beyond the params file
     package: str = PACKAGE

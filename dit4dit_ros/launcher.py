@@ -101,6 +101,8 @@ def run_processes(config: LaunchConfig, options) -> int:
 
 # -- one process --------------------------------------------------------------------------------------------
 def load_plugin(spec: NodeSpec):
+    if ":" not in spec.plugin:
+        raise ValueError(f"node {spec.name} names no plugin (module:Class): it can only run as its own process")
     module, _, cls = spec.plugin.partition(":")
     return getattr(importlib.import_module(module), cls)
 

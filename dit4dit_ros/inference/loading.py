@@ -14,7 +14,7 @@ from dit4dit_ros.model.configuration_dit4dit import DiT4DiTConfig, preset
 # An untrained policy's normalised output is roughly N(0, 1): +-0.1 rad around the ready pose keeps nearly all of
 # its chunks inside the joint ranges, so the graph can be exercised end to end without a trained checkpoint.
 UNTRAINED_ARM_RANGE = 0.1
-UNTRAINED_GRIP = 0.3  # grips 0.3 +- 0.1: 3.5 sigma from the range's lower end
+UNTRAINED_GRIP = 0.5  # grips 0.5 +- 0.1: 5 sigma from either end of the range 0..1
 
 
 def model_config(checkpoint: str = "", preset_name: str = "tiny") -> DiT4DiTConfig:

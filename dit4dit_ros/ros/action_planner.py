@@ -46,7 +46,8 @@ class ActionPlanner(ManagedNode):
                                     "training data's actions)", low=1.0, high=1000.0, read_only=True)
         self._num_steps = declare(self, "num_inference_steps", 0, "Euler steps of the flow (0 = the model's)",
                                   low=0, high=100)
-        self._max_age = declare(self, "max_feature_age", 0.5, "Drop features older than this (s, node clock)",
+        self._max_age = declare(self, "max_feature_age", 0.5, "Drop features older than this (s, node clock; "
+                                "never more than 80 % of a chunk's duration)",
                                 low=0.01, high=60.0)
         self._state_tolerance = declare(self, "state_tolerance", 0.05, "Largest gap (s) between the features' "
                                         "frame time and the joint state used with them", low=0.001, high=10.0)
@@ -144,7 +145,10 @@ class ActionPlanner(ManagedNode):
         if features is None:
             return
         now_ns = self.get_clock().now().nanoseconds
-        if now_ns - features.stamp_ns > self._max_age * 1e9:
+        # A chunk planned on features older than most of its own duration arrives with its last point in the
+        # past (the bridge rejects it as stale): drop such features here, where it costs nothing.
+        max_age = min(self._max_age, 0.8 * self._runtime.horizon / self._action_rate)
+        if now_ns - features.stamp_ns > max_age * 1e9:
             with self._lock:  # drop it: the next chunk waits for fresh features
                 if self._features is features:
                     self._features = None

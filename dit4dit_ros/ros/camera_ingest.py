@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import Image
 
 from dit4dit_ros.inference.loading import model_config
@@ -59,7 +60,7 @@ class _Stream:
         try:
             rgb = self.node.to_rgb(msg)
             processed = self.node.processor(rgb)
-        except (ImageFormatError, ValueError) as error:  # cv_bridge raises its own errors as well
+        except (ImageFormatError, ValueError, TypeError) as error:  # CvBridgeError is a TypeError
             self.bad += 1
             self.last_error = f"{self.source}: {error}"
             self.node.get_logger().warning(f"dropped a frame: {self.last_error}", throttle_duration_sec=2.0)
@@ -90,7 +91,10 @@ class CameraIngest(ManagedNode):
                              "none: resize only (distorts)")
         self._roi = declare(self, "roi", [0, 0, 0, 0], "Region of interest applied first: top, left, height, "
                             "width (all 0 = the whole image)")
-        self._use_cv_bridge = declare(self, "use_cv_bridge", "auto", "auto | true | false", read_only=True)
+        # true/false arrive as booleans, auto as a string: the parameter takes either.
+        self._use_cv_bridge = str(self.declare_parameter(
+            "use_cv_bridge", "auto", ParameterDescriptor(description="auto | true | false", read_only=True,
+                                                         dynamic_typing=True)).value).lower()
         self._streams: list[_Stream] = []
 
     def on_configure(self, state):

@@ -18,7 +18,6 @@ malformed and out-of-range chunks are rejected whole and counted in /diagnostics
 from __future__ import annotations
 
 import threading
-import time
 
 from builtin_interfaces.msg import Duration
 from sensor_msgs.msg import JointState
@@ -75,7 +74,7 @@ class ControllerBridge(ManagedNode):
         self._frame_to_command = LatencyStats()
         self._jitter = LatencyStats()
         self._rate_meter = RateMeter()
-        self._last_tick_wall: float | None = None
+        self._last_tick_ns: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def on_configure(self, state):
@@ -196,11 +195,11 @@ class ControllerBridge(ManagedNode):
 
     # -- the control tick ---------------------------------------------------------------------------------
     def _tick(self) -> None:
-        wall = time.monotonic()
-        if self._last_tick_wall is not None:
-            self._jitter.add(abs(wall - self._last_tick_wall - self._period))
-        self._last_tick_wall = wall
         now = self._now_ns()
+        # Jitter on the node clock (sim time under use_sim_time), the clock the period is defined on.
+        if self._last_tick_ns is not None and now > self._last_tick_ns:
+            self._jitter.add(abs((now - self._last_tick_ns) / 1e9 - self._period))
+        self._last_tick_ns = now
         with self._lock:
             if self._core is None or not self.is_active:
                 return
