@@ -325,7 +325,9 @@ def test_controller_bridge_enable_limits_rejection_and_estop(probe, spawn):
     assert (steps > 0.02).sum() >= 10  # 0.5 in steps of 0.03: 17 ticks
     times = np.array([_stamp_ns(c.header) for c in received]) / 1e9
     rate = (len(times) - 1) / (times[-1] - times[0])
-    assert 30 <= rate <= 60, rate  # control_rate 50 Hz (a loaded machine may starve a tick or two)
+    # control_rate 50 Hz; on 2 loaded cores (a previous test's processes still exiting) the wall-clock timer was seen
+    # starved to 14.5/s once in CI: the floor only says commands flow; bench/bench_graph.py measures the rate.
+    assert 10 <= rate <= 60, rate
 
     # A chunk with NaN (malformed) and one far outside the joint ranges: both rejected, the command holds.
     before = probe.fresh_diag("/controller_bridge")[2]
