@@ -19,29 +19,22 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dit4dit_ros import g1
 from dit4dit_ros.inference.buffers import StateHistory
-from dit4dit_ros.inference.loading import load_policy, model_id
 from dit4dit_ros.interfaces import MalformedFeaturesError, msg_to_features, ns_to_time, time_to_ns
 from dit4dit_ros.metrics import LatencyStats, RateMeter
 from dit4dit_ros.msg import VideoFeatures
-from dit4dit_ros.ros.inference_worker import InferenceWorker
-from dit4dit_ros.ros.managed import ERROR, FAILURE, OK, SUCCESS, WARN, ManagedNode
+from dit4dit_ros.ros.managed import ERROR, FAILURE, OK, SUCCESS, WARN
 from dit4dit_ros.ros.params import declare
+from dit4dit_ros.ros.policy_node import PolicyNode
 from dit4dit_ros.ros.qos import COMMAND_QOS, SENSOR_QOS
 from dit4dit_ros.ros.runtime import run_node
 
 
-class ActionPlanner(ManagedNode):
+class ActionPlanner(PolicyNode):
+    job_description = "planning"
+
     def __init__(self, **kwargs):
-        super().__init__("action_planner", **kwargs)
-        self._checkpoint = declare(self, "checkpoint", "", "Policy checkpoint: directory or hub id "
-                                   "(empty = an untrained preset, for wiring tests)", read_only=True)
-        self._preset = declare(self, "preset", "tiny", "Model preset when no checkpoint is given", read_only=True)
-        self._seed = declare(self, "seed", 0, "Seed of the untrained preset's weights and of the action noise",
-                             low=0, high=2**31 - 1, read_only=True)
-        self._device = declare(self, "device", "cpu", "torch device (cpu, cuda, ...)", read_only=True)
-        self._threads = declare(self, "torch_threads", 1, "CPU threads for torch (0 = torch's default)",
-                                low=0, high=256, read_only=True)
-        self._rate = declare(self, "rate", 10.0, "Action chunks per second (node clock)", low=0.1, high=200.0)
+        super().__init__("action_planner", noise="action", rate=10.0, rate_description="Action chunks",
+                         max_rate=200.0, **kwargs)
         self._action_rate = declare(self, "action_rate", 30.0, "Steps per second of the chunk (the rate of the "
                                     "training data's actions)", low=1.0, high=1000.0, read_only=True)
         self._num_steps = declare(self, "num_inference_steps", 0, "Euler steps of the flow (0 = the model's)",
@@ -51,15 +44,12 @@ class ActionPlanner(ManagedNode):
                                 low=0.01, high=60.0)
         self._state_tolerance = declare(self, "state_tolerance", 0.05, "Largest gap (s) between the features' "
                                         "frame time and the joint state used with them", low=0.001, high=10.0)
-        self._runtime = None
-        self._worker = None
         self._lock = threading.Lock()
         self._features = None
         self._history = StateHistory()
         self.features_received = self.features_refused = self.stale_dropped = self.no_state = 0
-        self.published = self.reused = self.bad_states = self._errors = 0
+        self.published = self.reused = self.bad_states = 0
         self._last_planned_stamp = -1
-        self._last_error = ""
         self._rate_meter = RateMeter()
         self._inference = LatencyStats()
         self._latency = LatencyStats()
@@ -68,44 +58,17 @@ class ActionPlanner(ManagedNode):
     def on_configure(self, state):
         from dit4dit_ros.inference.runtime import ActionPlannerRuntime
 
-        try:
-            policy = load_policy(self._checkpoint, self._preset, seed=self._seed, device=self._device,
-                                 threads=self._threads)
-        except Exception as error:  # noqa: BLE001
-            self.get_logger().error(f"cannot load the policy: {error}")
+        policy = self.load_policy()
+        if policy is None:
             return FAILURE
         self._runtime = ActionPlannerRuntime(policy, seed=self._seed, num_steps=self._num_steps or None)
-        self._model_id = model_id(self._checkpoint, self._preset, self._seed)
-        self._chunk_pub = self.create_lifecycle_publisher(JointTrajectory, "action_chunk", COMMAND_QOS)
-        self._features_sub = self.create_subscription(VideoFeatures, "video_features", self._on_features,
-                                                      COMMAND_QOS, callback_group=self.input_group)
-        self._joints_sub = self.create_subscription(JointState, "joint_states", self._on_joints, SENSOR_QOS, callback_group=self.input_group)
-        self._worker = InferenceWorker("action_planner", self._plan_once, self._on_worker_error)
-        self._timer = self.create_timer(1.0 / self._rate, self._worker.trigger, callback_group=self.timer_group)
+        self._chunk_pub = self.lifecycle_publisher(JointTrajectory, "action_chunk", COMMAND_QOS)
+        self.subscribe(VideoFeatures, "video_features", self._on_features, COMMAND_QOS)
+        self.subscribe(JointState, "joint_states", self._on_joints, SENSOR_QOS)
+        self.start_worker(self._plan_once)
         self.get_logger().info(f"model {self._model_id}: {self._rate:g} chunks/s of {self._runtime.horizon} steps "
                                f"at {self._action_rate:g} Hz for {self._runtime.joint_names}")
         return SUCCESS
-
-    def on_cleanup(self, state):
-        self._teardown()
-        return SUCCESS
-
-    def on_shutdown(self, state):
-        self._teardown()
-        return SUCCESS
-
-    def _teardown(self):
-        if self._worker is not None:
-            self._worker.stop()
-            self.destroy_timer(self._timer)
-            self.destroy_subscription(self._features_sub)
-            self.destroy_subscription(self._joints_sub)
-            self.destroy_lifecycle_publisher(self._chunk_pub)
-            self._worker = self._runtime = None
-
-    def destroy_node(self):
-        self._teardown()
-        return super().destroy_node()
 
     # -- inputs -------------------------------------------------------------------------------------------
     def _on_features(self, msg: VideoFeatures) -> None:
@@ -174,20 +137,13 @@ class ActionPlanner(ManagedNode):
         self._inference.add(seconds)
         self._latency.add((self.get_clock().now().nanoseconds - features.stamp_ns) / 1e9)
 
-    def _on_worker_error(self, error: Exception) -> None:
-        if not self.context.ok():  # shutting down: a publish racing the context's end is not an error
-            return
-        self._errors += 1
-        self._last_error = f"planning failed: {error}"
-        self.get_logger().error(self._last_error, throttle_duration_sec=2.0)
-
     def diagnostics(self):
-        values = {"model_id": getattr(self, "_model_id", ""), "rate_hz": f"{self._rate_meter.rate():.2f}",
+        values = {"model_id": self._model_id, "rate_hz": f"{self._rate_meter.rate():.2f}",
                   "published": self.published, "features_received": self.features_received,
                   "features_refused": self.features_refused, "stale_dropped": self.stale_dropped,
                   "no_matching_state": self.no_state, "features_reused": self.reused,
                   "bad_joint_states": self.bad_states, "errors": self._errors,
-                  "skipped_busy": self._worker.skipped if self._worker else 0,
+                  "skipped_busy": self.worker_skipped(),
                   **self._inference.summary("inference"), **self._latency.summary("observation_to_chunk")}
         if self._errors:
             return ERROR, self._last_error, values

@@ -18,41 +18,30 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from dit4dit_ros.inference.buffers import FrameWindow
-from dit4dit_ros.inference.loading import load_policy, model_id
 from dit4dit_ros.interfaces import features_to_msg, time_to_ns
 from dit4dit_ros.metrics import LatencyStats, RateMeter
 from dit4dit_ros.msg import VideoFeatures
-from dit4dit_ros.ros.inference_worker import InferenceWorker
-from dit4dit_ros.ros.managed import ERROR, FAILURE, OK, SUCCESS, WARN, ManagedNode
+from dit4dit_ros.ros.managed import ERROR, FAILURE, OK, SUCCESS, WARN
 from dit4dit_ros.ros.params import declare
+from dit4dit_ros.ros.policy_node import PolicyNode
 from dit4dit_ros.ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
 from dit4dit_ros.ros.runtime import run_node
 
 
-class VideoEncoder(ManagedNode):
+class VideoEncoder(PolicyNode):
+    job_description = "feature extraction"
+
     def __init__(self, **kwargs):
-        super().__init__("video_encoder", **kwargs)
-        self._checkpoint = declare(self, "checkpoint", "", "Policy checkpoint: directory or hub id "
-                                   "(empty = an untrained preset, for wiring tests)", read_only=True)
-        self._preset = declare(self, "preset", "tiny", "Model preset when no checkpoint is given", read_only=True)
-        self._seed = declare(self, "seed", 0, "Seed of the untrained preset's weights and of the feature noise",
-                             low=0, high=2**31 - 1, read_only=True)
-        self._device = declare(self, "device", "cpu", "torch device (cpu, cuda, cuda:1, ...)", read_only=True)
-        self._threads = declare(self, "torch_threads", 1, "CPU threads for torch (0 = torch's default)",
-                                low=0, high=256, read_only=True)
-        self._rate = declare(self, "rate", 5.0, "Feature extractions per second (node clock)", low=0.1, high=100.0)
+        super().__init__("video_encoder", noise="feature", rate=5.0, rate_description="Feature extractions",
+                         max_rate=100.0, **kwargs)
         self._observed = declare(self, "observed_frames", 1, "Frames in the window fed to the video DiT (the "
                                  "model was trained with 1)", low=1, high=64, read_only=True)
         self._default_instruction = declare(self, "default_instruction", "",
                                             "Instruction to use until the task server sends one (empty = wait)")
-        self._runtime = None
-        self._worker = None
         self._window = FrameWindow(self._observed)
         self._pending_instruction: str | None = self._default_instruction or None
         self._last_encoded_stamp = -1
         self.frames_received = self.frames_bad = self.published = self.no_new_frame = self.no_instruction = 0
-        self._errors = 0
-        self._last_error = ""
         self._rate_meter = RateMeter()
         self._inference = LatencyStats()
         self._age = LatencyStats()
@@ -62,47 +51,18 @@ class VideoEncoder(ManagedNode):
         from dit4dit_ros.inference.runtime import VideoEncoderRuntime
 
         start = time.perf_counter()
-        try:
-            policy = load_policy(self._checkpoint, self._preset, seed=self._seed, device=self._device,
-                                 threads=self._threads)
-        except Exception as error:  # noqa: BLE001 - missing/corrupt checkpoint, bad device: one clear line
-            self.get_logger().error(f"cannot load the policy: {error}")
+        policy = self.load_policy()
+        if policy is None:
             return FAILURE
         self._runtime = VideoEncoderRuntime(policy, seed=self._seed)
-        self._model_id = model_id(self._checkpoint, self._preset, self._seed)
-        self._features_pub = self.create_lifecycle_publisher(VideoFeatures, "video_features", COMMAND_QOS)
-        group = self.input_group
-        self._image_sub = self.create_subscription(Image, "camera/image", self._on_image, SENSOR_QOS,
-                                                   callback_group=group)
-        self._instruction_sub = self.create_subscription(String, "instruction", self._on_instruction, LATCHED_QOS,
-                                                         callback_group=group)
-        self._worker = InferenceWorker("video_encoder", self._encode_once, self._on_worker_error)
-        self._timer = self.create_timer(1.0 / self._rate, self._worker.trigger, callback_group=self.timer_group)
+        self._features_pub = self.lifecycle_publisher(VideoFeatures, "video_features", COMMAND_QOS)
+        self.subscribe(Image, "camera/image", self._on_image, SENSOR_QOS)
+        self.subscribe(String, "instruction", self._on_instruction, LATCHED_QOS)
+        self.start_worker(self._encode_once)
         self.get_logger().info(f"model {self._model_id} loaded in {time.perf_counter() - start:.1f}s; "
                                f"{self._rate:g} Hz, window {self._observed} frame(s) of "
                                f"{self._runtime.image_size[1]}x{self._runtime.image_size[0]}")
         return SUCCESS
-
-    def on_cleanup(self, state):
-        self._teardown()
-        return SUCCESS
-
-    def on_shutdown(self, state):
-        self._teardown()
-        return SUCCESS
-
-    def _teardown(self):
-        if self._worker is not None:
-            self._worker.stop()
-            self.destroy_timer(self._timer)
-            self.destroy_subscription(self._image_sub)
-            self.destroy_subscription(self._instruction_sub)
-            self.destroy_lifecycle_publisher(self._features_pub)
-            self._worker = self._runtime = None
-
-    def destroy_node(self):
-        self._teardown()
-        return super().destroy_node()
 
     # -- inputs -------------------------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
@@ -148,18 +108,11 @@ class VideoEncoder(ManagedNode):
         self._inference.add(seconds)
         self._age.add((self.get_clock().now().nanoseconds - stamps[-1]) / 1e9)
 
-    def _on_worker_error(self, error: Exception) -> None:
-        if not self.context.ok():  # shutting down: a publish racing the context's end is not an error
-            return
-        self._errors += 1
-        self._last_error = f"feature extraction failed: {error}"
-        self.get_logger().error(self._last_error, throttle_duration_sec=2.0)
-
     def diagnostics(self):
-        values = {"model_id": getattr(self, "_model_id", ""), "rate_hz": f"{self._rate_meter.rate():.2f}",
+        values = {"model_id": self._model_id, "rate_hz": f"{self._rate_meter.rate():.2f}",
                   "published": self.published, "frames_received": self.frames_received,
                   "frames_bad": self.frames_bad, "window_fill": f"{len(self._window)}/{self._observed}",
-                  "skipped_busy": self._worker.skipped if self._worker else 0, "no_new_frame": self.no_new_frame,
+                  "skipped_busy": self.worker_skipped(), "no_new_frame": self.no_new_frame,
                   "waiting_for_instruction": self.no_instruction, "errors": self._errors,
                   "instruction": self._runtime.instruction if self._runtime else "",
                   **self._inference.summary("inference"), **self._age.summary("feature_age")}
