@@ -63,6 +63,11 @@ def test_feedback_then_success(task_system):
     assert commander.feedback.elapsed.sec < 20
     assert not commander.is_task_complete()
 
+    # A True before any False of this goal is the previous episode's, still in flight: it does not count.
+    peer.success_pub.publish(Bool(data=True))
+    time.sleep(0.5)
+    assert not commander.is_task_complete()
+    peer.success_pub.publish(Bool(data=False))
     peer.success_pub.publish(Bool(data=True))
     result = commander.result(timeout=10)
     assert (result.success, result.reason, result.steps) == (True, "success", 32)
