@@ -33,7 +33,13 @@ def console_scripts() -> list[str]:
 
 
 def share_files(folder: str) -> list[tuple[str, list[str]]]:
-    return [(f"share/{PACKAGE}/{folder}", sorted(str(p.relative_to(HERE)) for p in (HERE / folder).glob("*.*")))]
+    """Every file under ``folder``, subfolders kept (config/train/, checkpoints/<name>/)."""
+    groups: dict[str, list[str]] = {}
+    for path in sorted((HERE / folder).rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            target = f"share/{PACKAGE}/{path.parent.relative_to(HERE)}"
+            groups.setdefault(target, []).append(str(path.relative_to(HERE)))
+    return sorted(groups.items())
 
 
 setup(
@@ -47,12 +53,14 @@ setup(
     # The same pins as scripts/setup.sh: install with `-c scripts/constraints.txt`.
     install_requires=["numpy", "pyyaml", "torch==2.13.0", "diffusers", "transformers", "safetensors",
                       "huggingface_hub"],
-    extras_require={"sim": ["mujoco", "mujoco-menagerie", "mink", "trimesh", "fast-simplification"]},
+    extras_require={"sim": ["mujoco", "mujoco-menagerie", "mink", "trimesh", "fast-simplification"],
+                    "data": ["rosbags", "pyarrow", "av", "accelerate", "matplotlib"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         *share_files("launch"),
         *share_files("config"),
+        *share_files("checkpoints"),
     ],
     entry_points={"console_scripts": console_scripts()},
 )

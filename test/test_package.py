@@ -30,6 +30,13 @@ PYTHON_DEPENDENCIES = {
     "trimesh": ("python3-trimesh", "trimesh"),
     "fast_simplification": ("python3-fast-simplification-pip", "fast-simplification"),
     "PIL": ("python3-pil", "pillow"),
+    "rosbags": ("python3-rosbags-pip", "rosbags"),
+    "pyarrow": ("python3-pyarrow", "pyarrow"),
+    "av": ("python3-av", "av"),
+    "accelerate": ("python3-accelerate-pip", "accelerate"),
+    "matplotlib": ("python3-matplotlib", "matplotlib"),
+    "mcap": ("python3-mcap-pip", "mcap"),
+    "tqdm": ("python3-tqdm", "tqdm"),
 }
 # ROS packages the wheels do not provide (so they are not in this venv's ament index).
 ROS_PACKAGES_WITHOUT_WHEELS = {"launch", "launch_ros", "cv_bridge"}
@@ -109,9 +116,12 @@ def test_python_rosdep_keys_have_pinned_pip_requirements():
 
 
 def _assert_share_installed(share: Path):
-    for folder in ("launch", "config"):
-        for source in (REPO / folder).iterdir():
-            installed = share / folder / source.name
+    for folder in ("launch", "config", "checkpoints"):
+        for source in (REPO / folder).rglob("*"):
+            if not source.is_file():
+                continue
+            source = source.relative_to(REPO / folder)
+            installed, source = share / folder / source, REPO / folder / source
             assert installed.is_file(), f"{installed} missing"
             assert installed.read_bytes() == source.read_bytes(), f"{installed} differs from {source}"
     assert (share / "package.xml").is_file()
