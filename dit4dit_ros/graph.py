@@ -25,9 +25,14 @@ LAUNCH_ARGUMENTS: dict[str, tuple[str, str]] = {
     "params_file": ("", "Parameter YAML for the nodes (default: share/dit4dit_ros/config/g1.yaml)"),
     "checkpoint": ("", "Policy checkpoint directory or hub id (default: the model's own default)"),
     "log_level": ("info", "Log level of every node: debug | info | warn | error"),
+    "policy": ("dit4dit", "Who acts: dit4dit (the policy nodes) | expert (the simulation's scripted expert "
+                          "drives the controller bridge: demonstrations) | none (bring your own action_chunk, "
+                          "e.g. teleop)"),
+    "record": ("false", "Also start the recorder node (one rosbag2 per episode, see docs/dataset.md)"),
+    "record_dir": ("episodes", "Folder the recorder writes episode bags into"),
 }
 
-_CHOICES = {"sim": ("mujoco", "gazebo", "none"), "robot": ("sim", "real"),
+_CHOICES = {"sim": ("mujoco", "gazebo", "none"), "robot": ("sim", "real"), "policy": ("dit4dit", "expert", "none"),
             "log_level": ("debug", "info", "warn", "error", "fatal")}
 
 
@@ -51,6 +56,9 @@ class LaunchConfig:
     params_file: str = ""
     checkpoint: str = ""
     log_level: str = "info"
+    policy: str = "dit4dit"
+    record: bool = False
+    record_dir: str = "episodes"
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> LaunchConfig:
@@ -64,6 +72,8 @@ class LaunchConfig:
                 raise ValueError(f"launch argument {name}:={merged[name]!r}; expected one of {list(allowed)}")
         if merged["sim"] != "none" and merged["robot"] == "real":
             raise ValueError("robot:=real needs sim:=none (a simulator would fight the real robot for /joint_states)")
+        if merged["policy"] == "expert" and merged["sim"] != "mujoco":
+            raise ValueError("policy:=expert needs sim:=mujoco (the scripted experts live in the MuJoCo simulation)")
         sim_time = merged["sim"] != "none" if merged["use_sim_time"] == "auto" else _parse_bool(
             "use_sim_time", merged["use_sim_time"])
         namespace = merged["namespace"].strip()
@@ -71,7 +81,8 @@ class LaunchConfig:
             namespace = "/" + namespace
         return cls(sim=merged["sim"], robot=merged["robot"], use_sim_time=sim_time, namespace=namespace,
                    params_file=merged["params_file"], checkpoint=merged["checkpoint"],
-                   log_level=merged["log_level"])
+                   log_level=merged["log_level"], policy=merged["policy"],
+                   record=_parse_bool("record", merged["record"]), record_dir=merged["record_dir"])
 
     def resolved_params_file(self) -> str:
         if self.params_file:
@@ -143,18 +154,27 @@ def g1_graph(config: LaunchConfig) -> list[NodeSpec]:
     nodes = []
     if config.sim == "mujoco":
         # The simulation is the clock: it never follows /clock itself.
-        nodes.append(_spec("sim", "sim_node", "SimNode", overrides={"use_sim_time": False}))
+        sim = {"use_sim_time": False, **({"expert": True} if config.policy == "expert" else {})}
+        nodes.append(_spec("sim", "sim_node", "SimNode", overrides=sim))
     model = {"checkpoint": config.checkpoint} if config.checkpoint else {}
     bridge = {}
     if config.robot == "real":
         # The G1 low-level output (unitree_hg LowCmd) is the real-robot issue's; until then nothing may reach
         # the motors: the bridge computes and reports every command but publishes none.
         bridge = {"output": "none", "dry_run": True}
+    if config.policy == "dit4dit":
+        nodes += [
+            _spec("camera_ingest", "camera_ingest", "CameraIngest", overrides=dict(model), managed=True),
+            _spec("video_encoder", "video_encoder", "VideoEncoder", overrides=dict(model), managed=True),
+            _spec("action_planner", "action_planner", "ActionPlanner", overrides=dict(model), managed=True),
+        ]
+    # The expert's chunks take the planner's place at the bridge (and at the task server, which counts them).
+    chunks = (("action_chunk", "expert/action_chunk"),) if config.policy == "expert" else ()
     nodes += [
-        _spec("camera_ingest", "camera_ingest", "CameraIngest", overrides=dict(model), managed=True),
-        _spec("video_encoder", "video_encoder", "VideoEncoder", overrides=dict(model), managed=True),
-        _spec("action_planner", "action_planner", "ActionPlanner", overrides=dict(model), managed=True),
-        _spec("controller_bridge", "controller_bridge", "ControllerBridge", overrides=bridge, managed=True),
-        _spec("task_server", "task_server", "TaskServer"),
+        _spec("controller_bridge", "controller_bridge", "ControllerBridge", overrides=bridge, managed=True,
+              remappings=chunks),
+        _spec("task_server", "task_server", "TaskServer", remappings=chunks),
     ]
+    if config.record:
+        nodes.append(_spec("recorder", "recorder", "Recorder", overrides={"output_dir": config.record_dir}))
     return nodes

@@ -24,6 +24,9 @@ def test_defaults_run_the_simulation_on_sim_time():
     ({"robot": "real"}, "needs sim:=none"),
     ({"params_file": "/nonexistent.yaml"}, "does not exist"),
     ({"simulator": "mujoco"}, "unknown launch argument"),
+    ({"policy": "expert", "sim": "none"}, "needs sim:=mujoco"),
+    ({"policy": "teleop"}, "expected one of"),
+    ({"record": "maybe"}, "expected true or false"),
 ])
 def test_bad_launch_arguments_are_refused_with_a_reason(values, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
@@ -53,4 +56,23 @@ def test_launch_file_declares_every_argument_and_delegates_to_the_graph():
     functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert "generate_launch_description" in functions
     assert set(LAUNCH_ARGUMENTS) == {"sim", "robot", "use_sim_time", "namespace", "params_file",
-                                     "checkpoint", "log_level"}
+                                     "checkpoint", "log_level", "policy", "record", "record_dir"}
+
+
+def test_expert_demonstrations_replace_the_policy_nodes_and_feed_the_bridge():
+    specs = {spec.name: spec for spec in g1_graph(LaunchConfig.from_strings({"policy": "expert", "record": "true",
+                                                                              "record_dir": "/data/bags"}))}
+    assert set(specs) == {"sim", "controller_bridge", "task_server", "recorder"}
+    assert specs["sim"].overrides["expert"] is True
+    assert ("action_chunk", "expert/action_chunk") in specs["controller_bridge"].remappings
+    assert ("action_chunk", "expert/action_chunk") in specs["task_server"].remappings
+    assert specs["recorder"].overrides == {"output_dir": "/data/bags"}
+
+
+def test_the_default_graph_runs_the_policy_and_records_nothing():
+    specs = {spec.name: spec for spec in g1_graph(LaunchConfig.from_strings({}))}
+    assert {"camera_ingest", "video_encoder", "action_planner"} <= set(specs) and "recorder" not in specs
+    assert "expert" not in specs["sim"].overrides
+    assert specs["controller_bridge"].remappings == ()
+    none = {spec.name for spec in g1_graph(LaunchConfig.from_strings({"policy": "none"}))}
+    assert none == {"sim", "controller_bridge", "task_server"}  # teleop or another policy publishes action_chunk
