@@ -9,7 +9,9 @@ Goal: an instruction (+ time limit). While a goal runs the server
     on the time limit (node clock, so sim time when use_sim_time is set) or on cancel.
 A goal with ``seed >= 0`` first starts a new simulation episode through ``reset_service``
 (dit4dit_ros/ResetEpisode, default ``sim/reset``): the task whose instruction the goal gives, else the
-current task, with that seed. The action is named by the ``action_name`` parameter (default
+current task, with that seed. Across that reset the controller bridge is switched off through
+``bridge_enable_service`` (std_srvs/SetBool, when it exists) and on again once the joint states come from the
+new episode: holding the last episode's final pose, it would swing the reset arm straight back there. The action is named by the ``action_name`` parameter (default
 ``execute_task``). One goal at a time: a goal that arrives while another runs is rejected, as is an empty
 instruction.
 """
@@ -17,18 +19,22 @@ instruction.
 from __future__ import annotations
 
 import threading
+import time
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.time import Time
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
+from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
 from dit4dit_ros.action import ExecuteTask
 from dit4dit_ros.srv import ResetEpisode
 from dit4dit_ros.ros.params import declare
-from dit4dit_ros.ros.qos import COMMAND_QOS, LATCHED_QOS
+from dit4dit_ros.interfaces import time_to_ns
+from dit4dit_ros.ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
 from dit4dit_ros.ros.runtime import run_node
 
 _NS_PER_S = 1e9
@@ -69,6 +75,13 @@ class TaskServer(Node):
         self.create_subscription(JointTrajectory, "action_chunk", self._on_chunk, COMMAND_QOS, callback_group=group)
         self._reset_client = (self.create_client(ResetEpisode, reset_service, callback_group=group)
                               if reset_service else None)
+        bridge_service = declare(
+            self, "bridge_enable_service", "controller_bridge/enable",
+            "SetBool switched off across a seeded reset and on again after it (empty: none)", read_only=True)
+        self._bridge_client = (self.create_client(SetBool, bridge_service, callback_group=group)
+                               if bridge_service else None)
+        self._state_stamp_ns = 0
+        self.create_subscription(JointState, "joint_states", self._on_joint_state, SENSOR_QOS, callback_group=group)
         self._server = ActionServer(
             self,
             ExecuteTask,
@@ -96,6 +109,22 @@ class TaskServer(Node):
             elif self._seen_unsolved:
                 self._succeeded = True
                 self._wake.set()
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        self._state_stamp_ns = max(self._state_stamp_ns, time_to_ns(msg.header.stamp))
+
+    def _call(self, client, request, timeout: float = 10.0):
+        done = threading.Event()
+        future = client.call_async(request)
+        future.add_done_callback(lambda _: done.set())
+        return future.result() if done.wait(timeout) else None
+
+    def _switch_bridge(self, on: bool) -> None:
+        if self._bridge_client is not None and self._bridge_client.service_is_ready():
+            answer = self._call(self._bridge_client, SetBool.Request(data=on))
+            if answer is None or not answer.success:
+                self.get_logger().warning(f"controller bridge enable({on}) failed: "
+                                          f"{answer.message if answer else 'no answer'}")
 
     def _on_chunk(self, msg: JointTrajectory) -> None:
         now_ns = self.get_clock().now().nanoseconds
@@ -191,17 +220,24 @@ class TaskServer(Node):
             return "the goal asks for a reset (seed >= 0) but reset_service is empty"
         if not self._reset_client.wait_for_service(timeout_sec=5.0):
             return f"reset service {self._reset_client.srv_name} is not available"
-        # The instruction names the task when it is one of the simulation's; otherwise keep the current task.
-        for task in (instruction, ""):
-            done = threading.Event()
-            future = self._reset_client.call_async(ResetEpisode.Request(task=task, seed=seed))
-            future.add_done_callback(lambda _: done.set())
-            if not done.wait(10.0) or future.result() is None:
-                return "reset service did not answer"
-            if future.result().success:
-                self.get_logger().info(f"episode reset: task={future.result().task} seed={seed}")
-                return ""
-        return f"reset refused: {future.result().message}"
+        self._switch_bridge(False)
+        try:
+            # The instruction names the task when it is one of the simulation's; otherwise keep the current task.
+            for task in (instruction, ""):
+                answer = self._call(self._reset_client, ResetEpisode.Request(task=task, seed=seed))
+                if answer is None:
+                    return "reset service did not answer"
+                if answer.success:
+                    self.get_logger().info(f"episode reset: task={answer.task} seed={seed}")
+                    # Joint states (100 Hz) from 30 ms after the reset: the bridge measures the reset pose too.
+                    after = self.get_clock().now().nanoseconds + 30_000_000
+                    deadline = time.monotonic() + 5.0
+                    while self._state_stamp_ns < after and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    return ""
+            return f"reset refused: {answer.message}"
+        finally:
+            self._switch_bridge(True)
 
 
 def main(args=None) -> int:
