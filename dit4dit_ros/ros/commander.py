@@ -39,6 +39,10 @@ class TaskCommander:
         self._client = ActionClient(self.node, ExecuteTask, action_name)
         self._executor = SingleThreadedExecutor(context=context)
         self._executor.add_node(self.node)
+        # rclpy's ActionClient registers a goal (and a result request) only AFTER sending it, without a lock: when
+        # the spinning thread handled the fast reply in between, the reply was dropped ("Ignoring unexpected goal
+        # response") and the goal was lost (twice in ~300 recorded episodes). Sends and spins take turns.
+        self._turn = threading.Lock()
         self._spinner = threading.Thread(target=self._spin, daemon=True)
         self._stop = threading.Event()
         self._spinner.start()
@@ -50,11 +54,13 @@ class TaskCommander:
     def _spin(self) -> None:
         while not self._stop.is_set():
             try:
-                self._executor.spin_once(timeout_sec=0.05)
+                with self._turn:
+                    self._executor.spin_once(timeout_sec=0.005)
             except Exception:  # context shut down under us: stop quietly
                 if self._stop.is_set() or not self.node.context.ok():
                     return
                 raise
+            time.sleep(0.0005)  # outside the lock: a waiting send gets its turn
 
     # -- API ---------------------------------------------------------------------------------------------
     def wait_for_server(self, timeout: float = 10.0) -> bool:
@@ -71,13 +77,15 @@ class TaskCommander:
         goal.seed = int(seed)
         goal.episode_id = episode_id
         self.feedback, self.feedback_count = None, 0
-        future = self._client.send_goal_async(goal, feedback_callback=self._on_feedback)
+        with self._turn:
+            future = self._client.send_goal_async(goal, feedback_callback=self._on_feedback)
         handle = self._wait(future, timeout, "the goal response")
         if not handle.accepted:
             self._goal_handle = self._result_future = None
             return False
         self._goal_handle = handle
-        self._result_future = handle.get_result_async()
+        with self._turn:
+            self._result_future = handle.get_result_async()
         return True
 
     def is_task_complete(self) -> bool:
@@ -87,7 +95,9 @@ class TaskCommander:
         """Ask the server to cancel the running goal; True if the request was accepted."""
         if self._goal_handle is None or self.is_task_complete():
             return False
-        response = self._wait(self._goal_handle.cancel_goal_async(), timeout, "the cancel response")
+        with self._turn:
+            future = self._goal_handle.cancel_goal_async()
+        response = self._wait(future, timeout, "the cancel response")
         return len(response.goals_canceling) > 0
 
     def result(self, timeout: float | None = None) -> ExecuteTask.Result:

@@ -31,7 +31,13 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
             return 1
         executor = MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
-        executor.spin()
+        try:
+            executor.spin()
+        except Exception:  # noqa: BLE001
+            # SIGINT shuts the context down; an executor between two waits then fails to build its wait set
+            # ("context is not valid"): that is a clean shutdown, not an error. Anything else is.
+            if rclpy.ok():
+                raise
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
