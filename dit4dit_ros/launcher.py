@@ -1,7 +1,8 @@
 """dit4dit-launch: the node graph of ``g1.launch.py`` on a machine without ``ros2 launch``.
 
     dit4dit-launch [sim:=mujoco] [robot:=sim] [use_sim_time:=auto] [namespace:=] [params_file:=] [checkpoint:=]
-                   [log_level:=info] [--single-process] [--execute INSTRUCTION [--time-limit S] [--seed N]]
+                   [log_level:=info] [policy:=dit4dit] [record:=false] [record_dir:=episodes]
+                   [--single-process] [--execute INSTRUCTION [--time-limit S] [--seed N]]
                    [--print]
 
 The nodes, parameters and remaps come from the same description as the launch file (dit4dit_ros.graph).

@@ -1,5 +1,6 @@
 """ros2 launch dit4dit_ros g1.launch.py [sim:=mujoco|gazebo|none] [robot:=sim|real] [use_sim_time:=auto]
                                         [namespace:=] [params_file:=] [checkpoint:=] [log_level:=info]
+                                        [policy:=dit4dit|expert|none] [record:=false] [record_dir:=episodes]
 
 Deliberately thin: the graph (which nodes, names, parameters, remaps) is described once in
 dit4dit_ros.graph, which the project's own launcher also reads, and which the tests cover.

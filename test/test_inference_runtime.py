@@ -4,6 +4,7 @@ state read by joint name, and the rate/latency numbers every node reports."""
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -388,3 +389,37 @@ def test_latency_stats_percentiles_over_the_last_samples():
     for _ in range(100):  # the window slides: only the newest 100 samples count
         stats.add(1.0)
     assert stats.percentiles(0, 50) == [1.0, 1.0]
+
+
+def test_package_urls_resolve_to_the_share_folder_with_clear_errors():
+    from ament_index_python.packages import get_package_share_directory
+
+    from dit4dit_ros.inference.loading import resolve_checkpoint
+
+    share = get_package_share_directory("dit4dit_ros")
+    assert resolve_checkpoint("package://dit4dit_ros/config") == f"{share}/config"
+    assert resolve_checkpoint("/some/dir") == "/some/dir" and resolve_checkpoint("") == ""
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        resolve_checkpoint("package://no_such_package/x")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        resolve_checkpoint("package://dit4dit_ros/checkpoints/nope")
+
+
+def test_the_shipped_checkpoint_is_the_default_and_loads():
+    """config/g1.yaml runs checkpoints/g1_tabletop; it must load, carry its normalisation and act in range."""
+    import yaml
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "g1.yaml").read_text())
+    checkpoint = params["/**/video_encoder"]["ros__parameters"]["checkpoint"]
+    assert checkpoint == "package://dit4dit_ros/checkpoints/g1_tabletop"
+    config = model_config(checkpoint)
+    policy = load_policy(checkpoint, threads=1)
+    assert list(policy.joint_names) == list(g1.ACTION_NAMES)
+    frames = torch.zeros(1, 1, 3, *config.video.image_size)
+    features = policy.encode_video(frames, policy.embed_instructions(["touch the red cube with the right hand"]))
+    state = torch.tensor([[g1.READY_POSE.get(n, 0.0) for n in g1.ACTION_NAMES]], dtype=torch.float32)
+    actions = policy.predict_action(features, state, generator=torch.Generator().manual_seed(0))[0].numpy()
+    assert actions.shape == (config.action.horizon, 16) and np.isfinite(actions).all()
+    for index, name in enumerate(g1.ACTION_NAMES):  # inside the joint ranges the controller bridge enforces
+        low, high = g1.ARM_JOINT_RANGES.get(name, g1.GRIP_RANGE)
+        assert (actions[:, index] >= low - 0.05).all() and (actions[:, index] <= high + 0.05).all(), name

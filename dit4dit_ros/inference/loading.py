@@ -17,8 +17,27 @@ UNTRAINED_ARM_RANGE = 0.1
 UNTRAINED_GRIP = 0.5  # grips 0.5 +- 0.1: 5 sigma from either end of the range 0..1
 
 
+def resolve_checkpoint(checkpoint: str) -> str:
+    """``package://<package>/<path>`` (the ROS convention of URDFs and launch files) -> that path under the
+    package's share folder; anything else (a directory, a hub id, "") unchanged."""
+    if not checkpoint.startswith("package://"):
+        return checkpoint
+    package, _, relative = checkpoint[len("package://"):].partition("/")
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        share = get_package_share_directory(package)
+    except PackageNotFoundError:
+        raise FileNotFoundError(f"{checkpoint}: package {package!r} is not installed") from None
+    path = Path(share) / relative
+    if not path.is_dir():
+        raise FileNotFoundError(f"{checkpoint}: {path} does not exist (re-run scripts/setup.sh or colcon build)")
+    return str(path)
+
+
 def model_config(checkpoint: str = "", preset_name: str = "tiny") -> DiT4DiTConfig:
     """The model's configuration WITHOUT loading weights (cheap: the camera node needs the image size only)."""
+    checkpoint = resolve_checkpoint(checkpoint)
     if not checkpoint:
         return preset(preset_name)
     directory = Path(checkpoint).expanduser()
@@ -46,6 +65,7 @@ def load_policy(checkpoint: str = "", preset_name: str = "tiny", *, seed: int = 
 
     if threads > 0:
         torch.set_num_threads(threads)
+    checkpoint = resolve_checkpoint(checkpoint)
     if checkpoint:
         policy = DiT4DiTPolicy.from_pretrained(checkpoint, map_location=device)
     else:

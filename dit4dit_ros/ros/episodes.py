@@ -125,6 +125,14 @@ class EpisodeRunner:
                     raise RuntimeError("the graph stopped during the episode")
                 time.sleep(0.05)
             result = self.commander.result()
+        except BaseException:
+            if record:  # close the bag (kept, marked as not a success) so that the recorder is free again
+                try:
+                    self._call(self._stop, StopRecording.Request(outcome='{"reason": "interrupted"}'),
+                               "recorder/stop", timeout=5.0)
+                except Exception:  # noqa: BLE001 - the graph may be gone; the original error matters more
+                    pass
+            raise
         finally:
             with self._lock:
                 self._capturing = self._measuring = False
