@@ -43,9 +43,9 @@ def _sourced(workspace: Path, command: str) -> list[str]:
 def test_colcon_installs_share_files_and_interfaces(colcon_workspace):
     workspace, env = colcon_workspace
     share = workspace / "install" / "dit4dit_ros" / "share" / "dit4dit_ros"
-    for folder in ("launch", "config"):
-        for source in (REPO / folder).iterdir():
-            assert (share / folder / source.name).read_bytes() == source.read_bytes()
+    for folder in ("launch", "config", "checkpoints"):
+        for source in (p for p in (REPO / folder).rglob("*") if p.is_file()):
+            assert (share / source.relative_to(REPO)).read_bytes() == source.read_bytes(), source
     assert (share / "msg" / "VideoFeatures.msg").is_file() and (share / "action" / "ExecuteTask.action").is_file()
 
     # The sourced workspace's dit4dit_ros (generated + hand-written modules) shadows the venv's copy.

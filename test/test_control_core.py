@@ -250,6 +250,24 @@ def test_waiting_then_rate_limited_start_from_measured():
     np.testing.assert_allclose(cmd.positions - READY, 2.0 * PERIOD)  # one rate-limited step, no jump
 
 
+def test_re_enabled_core_holds_the_pose_measured_after_enabling_not_the_old_command():
+    """A simulation reset while disabled teleports the arm: holding the old command would swing it back."""
+    core = make_core(require_enable=False)
+    core.update_measured(READY, 0)
+    touching = READY + np.r_[np.full(14, 0.4), 0.0, 0.0]
+    core.add_chunk(g1_chunk(0.0, [touching] * 16), ns(0.01))
+    for k in range(1, 31):
+        last = core.step(ns(k * PERIOD))
+    assert last.mode is Mode.RUNNING and not np.allclose(last.positions, READY)
+    core.enable(False)
+    core.update_measured(last.positions, ns(0.35))  # a measurement from before the reset, still in flight
+    core.enable(True)
+    assert core.step(ns(0.36)).positions is None  # nothing measured since enabling: nothing to hold yet
+    core.update_measured(READY, ns(0.37))  # the reset pose
+    held = core.step(ns(0.37))
+    assert held.mode is Mode.WAITING and np.array_equal(held.positions, READY)
+
+
 def test_watchdog_hold_then_damp_then_resume():
     core = make_core(require_enable=False)
     core.update_measured(READY, 0)
@@ -291,6 +309,7 @@ def test_estop_is_latched_until_released_and_re_enabled():
     cmd = core.step(ns(3.3))
     assert cmd.mode is Mode.DISABLED and cmd.positions is None and not cmd.publish
     assert core.enable(True)[0] and core.step(ns(3.4)).mode is Mode.WAITING
+    core.update_measured(READY, ns(3.41))  # holds the pose measured after enabling
     assert core.add_chunk(g1_chunk(3.4, [READY] * 16), ns(3.45)) is None
     assert core.step(ns(3.5)).mode is Mode.RUNNING
     auto = make_core(require_enable=False)

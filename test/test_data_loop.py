@@ -40,7 +40,7 @@ def test_record_convert_train_evaluate(ros_domain, tmp_path):
         assert sum(1 for _ in video.decode(video=0)) == info["total_frames"]
 
     _run([BIN / "dit4dit-train", "--config", REPO / "config" / "train" / "g1_tiny.yaml", f"dataset={dataset}",
-          f"output_dir={run}", "steps=20", "save_every=10", "batch_size=4", "log_every=5", "torch_threads=1"], 300)
+          f"output_dir={run}", "steps=20", "warmup_steps=2", "save_every=10", "batch_size=4", "log_every=5", "torch_threads=1"], 300)
     rows = (run / "metrics.csv").read_text().splitlines()
     assert "action_loss" in rows[0] and "video_loss" in rows[0] and len(rows) >= 1 + 4
     assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.name.isdigit()) == ["000010", "000020"]

@@ -101,6 +101,9 @@ class ControllerCore:
             return True, "already enabled"
         self._enabled = True
         self._restart()
+        # Hold the pose measured AFTER enabling: while disabled the robot may have been moved (a simulation
+        # reset teleports the arms), and holding the pose measured before would drive it straight back there.
+        self._measured = None
         self._mode = Mode.WAITING
         return True, "enabled"
 

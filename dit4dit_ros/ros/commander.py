@@ -55,7 +55,7 @@ class TaskCommander:
         while not self._stop.is_set():
             try:
                 with self._turn:
-                    self._executor.spin_once(timeout_sec=0.005)
+                    self._executor.spin_once(timeout_sec=0.02)
             except Exception:  # context shut down under us: stop quietly
                 if self._stop.is_set() or not self.node.context.ok():
                     return

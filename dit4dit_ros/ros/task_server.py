@@ -10,8 +10,9 @@ Goal: an instruction (+ time limit). While a goal runs the server
 A goal with ``seed >= 0`` first starts a new simulation episode through ``reset_service``
 (dit4dit_ros/ResetEpisode, default ``sim/reset``): the task whose instruction the goal gives, else the
 current task, with that seed. Across that reset the controller bridge is switched off through
-``bridge_enable_service`` (std_srvs/SetBool, when it exists) and on again once the joint states come from the
-new episode: holding the last episode's final pose, it would swing the reset arm straight back there. The action is named by the ``action_name`` parameter (default
+``bridge_enable_service`` (std_srvs/SetBool, when it exists) and on again after it (it then holds the pose
+it measures after being enabled): holding the last episode's final pose, it would swing the reset arm
+straight back there. The action is named by the ``action_name`` parameter (default
 ``execute_task``). One goal at a time: a goal that arrives while another runs is rejected, as is an empty
 instruction.
 """
@@ -25,7 +26,6 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.time import Time
-from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
@@ -33,8 +33,7 @@ from trajectory_msgs.msg import JointTrajectory
 from dit4dit_ros.action import ExecuteTask
 from dit4dit_ros.srv import ResetEpisode
 from dit4dit_ros.ros.params import declare
-from dit4dit_ros.interfaces import time_to_ns
-from dit4dit_ros.ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
+from dit4dit_ros.ros.qos import COMMAND_QOS, LATCHED_QOS
 from dit4dit_ros.ros.runtime import run_node
 
 _NS_PER_S = 1e9
@@ -80,8 +79,7 @@ class TaskServer(Node):
             "SetBool switched off across a seeded reset and on again after it (empty: none)", read_only=True)
         self._bridge_client = (self.create_client(SetBool, bridge_service, callback_group=group)
                                if bridge_service else None)
-        self._state_stamp_ns = 0
-        self.create_subscription(JointState, "joint_states", self._on_joint_state, SENSOR_QOS, callback_group=group)
+
         self._server = ActionServer(
             self,
             ExecuteTask,
@@ -109,9 +107,6 @@ class TaskServer(Node):
             elif self._seen_unsolved:
                 self._succeeded = True
                 self._wake.set()
-
-    def _on_joint_state(self, msg: JointState) -> None:
-        self._state_stamp_ns = max(self._state_stamp_ns, time_to_ns(msg.header.stamp))
 
     def _call(self, client, request, timeout: float = 10.0):
         done = threading.Event()
@@ -229,11 +224,9 @@ class TaskServer(Node):
                     return "reset service did not answer"
                 if answer.success:
                     self.get_logger().info(f"episode reset: task={answer.task} seed={seed}")
-                    # Joint states (100 Hz) from 30 ms after the reset: the bridge measures the reset pose too.
-                    after = self.get_clock().now().nanoseconds + 30_000_000
-                    deadline = time.monotonic() + 5.0
-                    while self._state_stamp_ns < after and time.monotonic() < deadline:
-                        time.sleep(0.01)
+                    # Let joint states published before the reset drain (they arrive in order, at 100 Hz): the
+                    # re-enabled bridge holds the first pose it measures after enabling.
+                    time.sleep(0.05)
                     return ""
             return f"reset refused: {answer.message}"
         finally:
