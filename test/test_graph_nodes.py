@@ -277,6 +277,9 @@ def _bridge(spawn, *params):
                   *[arg for p in params for arg in ("-p", p)]])
 
 
+# Its command-rate floor is load-sensitive: 4.8 commands/s once in a full CI run late on 2026-11-21 (with the
+# heavier data-loop tests before it), 50/s alone. One rerun; a repeated failure is a real one.
+@pytest.mark.flaky(reruns=1)
 def test_controller_bridge_enable_limits_rejection_and_estop(probe, spawn):
     bridge = _bridge(spawn, "require_enable:=true", "dry_run:=false")
     commands: list[JointState] = []
