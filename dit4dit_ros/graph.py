@@ -36,6 +36,18 @@ _CHOICES = {"sim": ("mujoco", "gazebo", "none"), "robot": ("sim", "real"), "poli
             "log_level": ("debug", "info", "warn", "error", "fatal")}
 
 
+def parse_launch_arguments(items: list[str]) -> dict[str, str]:
+    """["sim:=none", "record:=true"] -> {"sim": "none", "record": "true"} (what ros2 launch takes on its command
+    line); ValueError for an item that is not name:=value."""
+    values = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            raise ValueError(f"launch arguments are name:=value, got {item!r}")
+        values[name] = value
+    return values
+
+
 def _parse_bool(name: str, text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("true", "1", "yes", "on"):

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 
-from dit4dit_ros.graph import LAUNCH_ARGUMENTS, LaunchConfig, NodeSpec, g1_graph
+from dit4dit_ros.graph import LAUNCH_ARGUMENTS, LaunchConfig, NodeSpec, g1_graph, parse_launch_arguments
 
 
 def parse_arguments(argv: list[str]) -> tuple[argparse.Namespace, LaunchConfig]:
@@ -43,14 +43,8 @@ def parse_arguments(argv: list[str]) -> tuple[argparse.Namespace, LaunchConfig]:
                         help="seconds to wait for the task server before --execute gives up")
     parser.add_argument("--print", action="store_true", help="print the node command lines and exit")
     options = parser.parse_args(argv)
-    values = {}
-    for item in options.launch_arguments:
-        name, sep, value = item.partition(":=")
-        if not sep:
-            parser.error(f"launch arguments are name:=value, got {item!r}")
-        values[name] = value
     try:
-        config = LaunchConfig.from_strings(values)
+        config = LaunchConfig.from_strings(parse_launch_arguments(options.launch_arguments))
         config.resolved_params_file()
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))

@@ -76,3 +76,17 @@ def test_the_default_graph_runs_the_policy_and_records_nothing():
     assert specs["controller_bridge"].remappings == ()
     none = {spec.name for spec in g1_graph(LaunchConfig.from_strings({"policy": "none"}))}
     assert none == {"sim", "controller_bridge", "task_server"}  # teleop or another policy publishes action_chunk
+
+
+def test_launch_arguments_and_task_lists_parse_with_reasons():
+    from dit4dit_ros.graph import parse_launch_arguments
+    from dit4dit_ros.sim.tasks import parse_task_names
+
+    assert parse_launch_arguments(["sim:=none", "namespace:="]) == {"sim": "none", "namespace": ""}
+    with pytest.raises(ValueError, match="name:=value"):
+        parse_launch_arguments(["sim=none"])
+    assert parse_task_names(" touch_cube, push_cube ,") == ["touch_cube", "push_cube"]
+    with pytest.raises(ValueError, match="unknown task"):
+        parse_task_names("touch_cube,fly")
+    with pytest.raises(ValueError, match="unknown task"):
+        parse_task_names(" , ")

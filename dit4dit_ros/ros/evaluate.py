@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from dit4dit_ros.evaluation.stats import success_summary
+from dit4dit_ros.graph import parse_launch_arguments
+from dit4dit_ros.sim.tasks import parse_task_names
 
 
 def checkpoints_of(path: Path, all_steps: bool) -> list[Path]:
@@ -118,13 +120,12 @@ def parse_arguments(argv: list[str]):
     parser.add_argument("--all-steps", action="store_true", help="every checkpoint of a training run")
     parser.add_argument("-o", "--output", default="eval", help="output folder")
     options = parser.parse_args(argv)
-    launch, paths = {}, []
-    for item in options.checkpoints:
-        name, sep, value = item.partition(":=")
-        if sep:
-            launch[name] = value
-        else:
-            paths.append(Path(item))
+    paths = [Path(item) for item in options.checkpoints if ":=" not in item]
+    try:
+        launch = parse_launch_arguments([item for item in options.checkpoints if ":=" in item])
+        options.tasks = parse_task_names(options.tasks)
+    except ValueError as error:
+        parser.error(str(error))
     if not paths:
         parser.error("give at least one checkpoint or training run")
     if {"checkpoint", "policy", "record"} & set(launch):
@@ -136,14 +137,9 @@ def parse_arguments(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     from dit4dit_ros.evaluation.plots import plot_success_vs_step
-    from dit4dit_ros.sim.tasks import TASKS
 
     options, launch, paths = parse_arguments(sys.argv[1:] if argv is None else argv)
-    tasks = [t.strip() for t in options.tasks.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        print(f"dit4dit-eval: unknown task(s) {unknown}; known: {sorted(TASKS)}", file=sys.stderr)
-        return 2
+    tasks = options.tasks
     try:
         checkpoints = [c.resolve() for path in paths for c in checkpoints_of(path, options.all_steps)]
     except FileNotFoundError as error:

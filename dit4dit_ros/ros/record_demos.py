@@ -20,6 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from dit4dit_ros.graph import parse_launch_arguments
+from dit4dit_ros.sim.tasks import parse_task_names
+
 
 def parse_arguments(argv: list[str]):
     parser = argparse.ArgumentParser(prog="dit4dit-record", description=__doc__.split("\n\n")[0])
@@ -32,12 +35,11 @@ def parse_arguments(argv: list[str]):
     parser.add_argument("-o", "--output", default="episodes", help="folder of the episode bags")
     parser.add_argument("--time-limit", type=float, default=0.0, help="seconds per episode (0: the task's own)")
     options = parser.parse_args(argv)
-    launch = {}
-    for item in options.launch_arguments:
-        name, sep, value = item.partition(":=")
-        if not sep:
-            parser.error(f"launch arguments are name:=value, got {item!r}")
-        launch[name] = value
+    try:
+        launch = parse_launch_arguments(options.launch_arguments)
+        options.tasks = parse_task_names(options.tasks)
+    except ValueError as error:
+        parser.error(str(error))
     if {"policy", "record", "record_dir"} & set(launch):
         parser.error("policy:=, record:= and record_dir:= are set by dit4dit-record itself")
     if options.episodes < 1:
@@ -60,14 +62,9 @@ def previous_success(bag: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     from dit4dit_ros.ros.session import graph_session
-    from dit4dit_ros.sim.tasks import TASKS
 
     options, launch = parse_arguments(sys.argv[1:] if argv is None else argv)
-    tasks = [t.strip() for t in options.tasks.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        print(f"dit4dit-record: unknown task(s) {unknown}; known: {sorted(TASKS)}", file=sys.stderr)
-        return 2
+    tasks = options.tasks
     output = Path(options.output).resolve()
     launch.update(policy="expert", record="true", record_dir=str(output))
     attempts = options.max_attempts or 2 * options.episodes

@@ -46,6 +46,14 @@ def message_class(type_name: str):
     return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
+def json_object(text: str, what: str) -> dict:
+    """A service request's optional JSON-object field ("" = {}); ValueError saying which field is bad."""
+    value = json.loads(text) if text else {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object")
+    return value
+
+
 def adapted_qos(publishers) -> QoSProfile:
     """A subscription QoS that matches every publisher (what ros2 bag record does)."""
     reliable = bool(publishers) and all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE for p in publishers)
@@ -154,9 +162,7 @@ class Recorder(Node):
                 response.success, response.message = False, f"episode name {name!r} must be a plain folder name"
                 return response
             try:
-                extra = json.loads(request.metadata) if request.metadata else {}
-                if not isinstance(extra, dict):
-                    raise ValueError("metadata must be a JSON object")
+                extra = json_object(request.metadata, "metadata")
             except ValueError as error:
                 response.success, response.message = False, f"bad metadata: {error}"
                 return response
@@ -197,9 +203,7 @@ class Recorder(Node):
             self.get_logger().info(response.message)
             return response
         try:
-            outcome = json.loads(request.outcome) if request.outcome else {}
-            if not isinstance(outcome, dict):
-                raise ValueError("outcome must be a JSON object")
+            outcome = json_object(request.outcome, "outcome")
         except ValueError as error:
             outcome = {"outcome_error": str(error)}  # the data must not be lost over a bad annotation
         outcome["success"] = bool(request.task_success)

@@ -141,3 +141,12 @@ def get_task(name: str) -> Task:
         return TASKS[name]
     except KeyError:
         raise KeyError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}") from None
+
+
+def parse_task_names(text: str) -> list[str]:
+    """"touch_cube, push_cube" -> ["touch_cube", "push_cube"]; ValueError naming unknown or missing tasks."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in TASKS]
+    if unknown or not names:
+        raise ValueError(f"unknown task(s) {unknown or [text]}; known: {sorted(TASKS)}")
+    return names
