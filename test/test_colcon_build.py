@@ -1,4 +1,5 @@
-"""The ROS-install path: `colcon build` of a workspace holding a clean copy of this repository under src/,
+"""The ROS-install path: `colcon build` of a workspace holding a clean copy of this repository under src/
+(with the Unitree message packages of its interfaces/ as a second base path, as the README says),
 with the pip-installed colcon/ament/rosidl tools as the underlay; then an installed node starts from the
 sourced workspace, and launch/ and config/ sit in share/dit4dit_ros."""
 
@@ -29,7 +30,9 @@ def colcon_workspace(tmp_path_factory):
     env = {**os.environ, "CMAKE_PREFIX_PATH": underlay, "AMENT_PREFIX_PATH": underlay,
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     build = subprocess.run(
-        [str(colcon), "build", "--event-handlers", "console_cohesion+", "--cmake-args", "-DBUILD_TESTING=OFF",
+        # The README's command: the second base path adds the Unitree message packages nested in interfaces/.
+        [str(colcon), "build", "--base-paths", "src", "src/dit4dit_ros/interfaces",
+         "--event-handlers", "console_cohesion+", "--cmake-args", "-DBUILD_TESTING=OFF",
          f"-DPython3_EXECUTABLE={sys.executable}"],
         cwd=workspace, env=env, capture_output=True, text=True, timeout=900)
     assert build.returncode == 0, build.stdout[-6000:] + build.stderr[-3000:]
@@ -48,10 +51,13 @@ def test_colcon_installs_share_files_and_interfaces(colcon_workspace):
             assert (share / source.relative_to(REPO)).read_bytes() == source.read_bytes(), source
     assert (share / "msg" / "VideoFeatures.msg").is_file() and (share / "action" / "ExecuteTask.action").is_file()
 
-    # The sourced workspace's dit4dit_ros (generated + hand-written modules) shadows the venv's copy.
+    # The sourced workspace's dit4dit_ros (generated + hand-written modules) and Unitree messages shadow the
+    # venv's copies.
     probe = subprocess.run(
         _sourced(workspace, f"'{sys.executable}' -c 'import dit4dit_ros.msg, dit4dit_ros.graph, dit4dit_ros.ros."
-                 "task_server as t; print(dit4dit_ros.msg.__file__); print(t.__file__)'"),
+                 "task_server as t, unitree_hg.msg, unitree_go.msg; print(dit4dit_ros.msg.__file__); "
+                 "print(t.__file__); print(unitree_hg.msg.__file__); print(unitree_go.msg.__file__); "
+                 "assert len(unitree_hg.msg.LowCmd().motor_cmd) == 35'"),
         env=env, cwd=workspace, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
     for line in probe.stdout.split():

@@ -1,0 +1,1 @@
+"""The real Unitree G1: plain Python, no ROS."""
