@@ -102,7 +102,10 @@ def grip_targets(side: str, grip: float) -> dict[str, float]:
 
 def grip_estimate(side: str, positions: Mapping[str, float]) -> float:
     """One hand's grip scalar (0 open .. 1 closed) from its measured finger angles: the inverse of grip_targets,
-    averaged over the fingers that move when the hand closes (the same estimate the simulation reports)."""
+    averaged over the fingers that move when the hand closes (the same estimate the simulation reports). Hands
+    without the model's finger joints (Inspire, Dex1 on the real robot) report the grip itself as `<side>_grip`."""
+    if GRIP_NAMES[side] in positions:
+        return float(np.clip(positions[GRIP_NAMES[side]], 0.0, 1.0))
     moving = [name for name in HAND_JOINTS[side] if DEX3_CLOSED[name] != 0.0]
     missing = [name for name in moving if name not in positions]
     if missing:
