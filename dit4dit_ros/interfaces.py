@@ -143,3 +143,36 @@ def msg_to_features(msg) -> Features:
         flow_timestep=float(msg.flow_timestep),
         wire_dtype=msg.dtype,
     )
+
+
+def hold_chunk(names, positions, stamp, period_s: float):
+    """A two-point action chunk holding `positions` from `stamp` for one period (a trajectory_msgs/JointTrajectory):
+    how step-wise sources (the scripted experts, teleop) feed the controller bridge, which interpolates to its own
+    rate until the next one arrives."""
+    from builtin_interfaces.msg import Duration
+    from std_msgs.msg import Header
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    values = [float(v) for v in positions]
+    period = Duration(sec=int(period_s), nanosec=round((period_s % 1.0) * 1e9))
+    points = [JointTrajectoryPoint(positions=values, time_from_start=Duration()),
+              JointTrajectoryPoint(positions=values, time_from_start=period)]
+    return JointTrajectory(header=Header(stamp=stamp), joint_names=list(names), points=points)
+
+
+def camera_info(model, camera: str, width: int, height: int):
+    """sensor_msgs/CameraInfo (pinhole, no distortion) of a MuJoCo camera: square pixels, fovy the vertical field
+    of view. What the simulation and the fake robot publish beside their images."""
+    import math
+
+    from sensor_msgs.msg import CameraInfo
+
+    fovy = math.radians(float(model.cam_fovy[model.camera(camera).id]))
+    focal = 0.5 * height / math.tan(fovy / 2)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    info.d = [0.0] * 5
+    info.k = [focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info

@@ -23,6 +23,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -103,6 +104,10 @@ def load_plugin(spec: NodeSpec):
     return getattr(importlib.import_module(module), cls)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_single_process(config: LaunchConfig, options) -> int:
     import rclpy
     import rclpy.logging
@@ -113,10 +118,16 @@ def run_single_process(config: LaunchConfig, options) -> int:
     specs = g1_graph(config)
     # The simulation stands in for the robot and keeps its own process: its physics and rendering thread under
     # the same GIL as every node made the whole graph fall to 0.1-0.5x real time on 2 cores.
-    robot = [spec for spec in specs if spec.executable == "sim"]
+    robot = [spec for spec in specs if spec.executable in ("sim", "fake_g1")]
     supervisor = Supervisor([ProcessSpec(spec.name, [executable_path(spec), *spec.ros_args(config)])
                              for spec in robot])
-    rclpy.init(args=["--ros-args", "--log-level", config.log_level])
+    from rclpy.signals import SignalHandlerOptions
+
+    # Not rclpy's signal handler: it invalidates the context at once, and the bridge's last words (damping for
+    # the robot) must still go out. A signal raises KeyboardInterrupt in the spin below instead.
+    rclpy.init(args=["--ros-args", "--log-level", config.log_level], signal_handler_options=SignalHandlerOptions.NO)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     supervisor.start()
     # The simulation ending ends the graph, as any node's would.
     threading.Thread(target=lambda: (supervisor.wait(), rclpy.try_shutdown()), daemon=True).start()
@@ -146,6 +157,9 @@ def run_single_process(config: LaunchConfig, options) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        for node in nodes:  # last words first (the bridge's damping), while the context still works
+            if rclpy.ok() and hasattr(node, "before_shutdown"):
+                node.before_shutdown()
         for node in reversed(nodes):
             node.destroy_node()
         rclpy.try_shutdown()
@@ -190,6 +204,10 @@ def _execute(options, config: LaunchConfig, alive) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     options, config = parse_arguments(sys.argv[1:] if argv is None else argv)
+    try:
+        os.environ.update(config.network_environment())  # robot:=real: every node, and this process's client
+    except ValueError as error:
+        raise SystemExit(f"dit4dit-launch: {error}")
     if options.print:
         for name, argv_ in node_commands(config):
             print(f"{name}: {' '.join(argv_)}")

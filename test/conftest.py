@@ -157,6 +157,18 @@ def wait_until(predicate, timeout: float, period: float = 0.02) -> bool:
     return bool(predicate())
 
 
+def call_service(node, service_type, name: str, request, timeout: float = 30.0):
+    """Call a service from a node that another thread spins; the response (assert with a reason otherwise)."""
+    client = node.create_client(service_type, name)
+    try:
+        assert client.wait_for_service(timeout_sec=timeout), f"{name} is not available"
+        future = client.call_async(request)
+        assert wait_until(future.done, timeout), f"no answer from {name}"
+        return future.result()
+    finally:
+        node.destroy_client(client)
+
+
 def installed_executable(name: str) -> Path:
     """lib/dit4dit_ros/<name> of the installed package (what ros2 run / launch would start)."""
     from ament_index_python.packages import get_package_prefix

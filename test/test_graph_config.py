@@ -21,10 +21,14 @@ def test_defaults_run_the_simulation_on_sim_time():
     ({"sim": "isaac"}, "expected one of"),
     ({"robot": "g1"}, "expected one of"),
     ({"use_sim_time": "maybe"}, "expected true or false"),
-    ({"robot": "real"}, "needs sim:=none"),
+    ({"robot": "real", "sim": "mujoco", "network_interface": "lo"}, "needs sim:=none"),
+    ({"robot": "real"}, "needs network_interface"),
+    ({"robot": "fake", "network_interface": "lo"}, "robot:=real only"),
+    ({"robot": "fake", "ros_domain_id": "300"}, "0..232"),
+    ({"dry_run": "perhaps"}, "expected true or false"),
     ({"params_file": "/nonexistent.yaml"}, "does not exist"),
     ({"simulator": "mujoco"}, "unknown launch argument"),
-    ({"policy": "expert", "sim": "none"}, "needs sim:=mujoco"),
+    ({"policy": "expert", "sim": "none"}, "needs sim:=mujoco or robot:=fake"),
     ({"policy": "teleop"}, "expected one of"),
     ({"record": "maybe"}, "expected true or false"),
 ])
@@ -34,8 +38,41 @@ def test_bad_launch_arguments_are_refused_with_a_reason(values, message):
 
 
 def test_real_robot_without_simulator_uses_wall_time():
-    config = LaunchConfig.from_strings({"sim": "none", "robot": "real"})
-    assert config.use_sim_time is False
+    config = LaunchConfig.from_strings({"robot": "real", "network_interface": "lo"})
+    assert (config.sim, config.use_sim_time, config.dry_run) == ("none", False, True)  # dry run unless armed
+
+
+def test_real_and_fake_robot_graphs():
+    real = {spec.name: spec for spec in g1_graph(LaunchConfig.from_strings(
+        {"robot": "real", "network_interface": "lo", "dry_run": "false"}))}
+    assert set(real) == {"g1_state_publisher", "camera_ingest", "video_encoder", "action_planner",
+                         "controller_bridge", "task_server"}
+    bridge = real["controller_bridge"].overrides
+    assert (bridge["output"], bridge["control_rate"], bridge["require_enable"]) == ("unitree_hg", 500.0, True)
+    assert "dry_run" not in bridge
+    assert real["task_server"].overrides["reset_service"] == ""  # nothing resets a real robot
+    assert real["camera_ingest"].remappings == (("camera/image_raw", "camera/camera/color/image_raw"),)
+    fake = {spec.name: spec for spec in g1_graph(LaunchConfig.from_strings({"robot": "fake", "policy": "expert"}))}
+    assert set(fake) == {"fake_g1", "g1_state_publisher", "controller_bridge", "task_server"}
+    assert fake["fake_g1"].overrides == {"use_sim_time": False, "expert": True}
+    assert fake["controller_bridge"].overrides["require_enable"] is False
+    assert fake["controller_bridge"].remappings == (("action_chunk", "expert/action_chunk"),)
+    assert fake["task_server"].overrides["reset_service"] == "fake_g1/reset"
+    sim = {spec.name: spec for spec in g1_graph(LaunchConfig.from_strings({}))}
+    assert "dry_run" not in sim["controller_bridge"].overrides and "output" not in sim["controller_bridge"].overrides
+
+
+def test_network_environment_only_for_the_real_robot():
+    assert LaunchConfig.from_strings({"robot": "fake"}).network_environment() == {}
+    assert LaunchConfig.from_strings({}).network_environment() == {}
+    env = LaunchConfig.from_strings({"robot": "real", "network_interface": "lo", "ros_domain_id": "7"}
+                                    ).network_environment()
+    assert env["ROS_DOMAIN_ID"] == "7" and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"
+    assert '<NetworkInterface name="lo"/>' in env["CYCLONEDDS_URI"]
+    profile = Path(env["FASTRTPS_DEFAULT_PROFILES_FILE"]).read_text()
+    assert "<address>127.0.0.1</address>" in profile and "<useBuiltinTransports>false" in profile
+    with pytest.raises(ValueError, match="no IPv4 address"):
+        LaunchConfig.from_strings({"robot": "real", "network_interface": "nonexistent0"}).network_environment()
 
 
 def test_every_graph_node_is_an_installed_executable():
@@ -56,7 +93,9 @@ def test_launch_file_declares_every_argument_and_delegates_to_the_graph():
     functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert "generate_launch_description" in functions
     assert set(LAUNCH_ARGUMENTS) == {"sim", "robot", "use_sim_time", "namespace", "params_file",
-                                     "checkpoint", "log_level", "policy", "record", "record_dir"}
+                                     "checkpoint", "log_level", "policy", "record", "record_dir", "dry_run",
+                                     "network_interface", "ros_domain_id", "camera_topic"}
+    assert "SetEnvironmentVariable" in source and "network_environment()" in source
 
 
 def test_expert_demonstrations_replace_the_policy_nodes_and_feed_the_bridge():

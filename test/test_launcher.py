@@ -92,10 +92,12 @@ def test_print_applies_every_launch_argument(tmp_path):
 
 
 def test_print_for_the_real_robot_and_explicit_sim_time():
-    real = _printed("sim:=none", "robot:=real")
-    assert "sim" not in real
-    assert _params(real["controller_bridge"]) == {"use_sim_time": "false", "output": "none", "dry_run": "true"}
-    for name in ("camera_ingest", "video_encoder", "action_planner", "task_server"):
+    real = _printed("robot:=real", "network_interface:=lo")
+    assert "sim" not in real and "fake_g1" not in real
+    assert _params(real["controller_bridge"]) == {"use_sim_time": "false", "dry_run": "true", "output": "unitree_hg",
+                                                  "control_rate": "500.0", "require_enable": "true"}
+    assert _params(real["task_server"]) == {"use_sim_time": "false", "reset_service": ""}
+    for name in ("camera_ingest", "video_encoder", "action_planner", "g1_state_publisher"):
         assert _params(real[name]) == {"use_sim_time": "false"}, name
     forced = _printed("sim:=mujoco", "use_sim_time:=false")
     assert {name: _params(argv)["use_sim_time"] for name, argv in forced.items()} == dict.fromkeys(forced, "false")
@@ -108,7 +110,8 @@ def test_print_for_the_real_robot_and_explicit_sim_time():
     (["sim:=isaac"], "sim:='isaac'; expected one of"),
     (["foo:=1"], "unknown launch argument(s) ['foo']"),
     (["params_file:=/nonexistent/params.yaml"], "'/nonexistent/params.yaml' does not exist"),
-    (["robot:=real"], "robot:=real needs sim:=none"),
+    (["robot:=real", "sim:=mujoco", "network_interface:=lo"], "robot:=real needs sim:=none"),
+    (["robot:=real"], "robot:=real needs network_interface"),
     (["use_sim_time:=maybe"], "expected true or false"),
     (["log_level:=chatty"], "log_level:='chatty'"),
     (["sim"], "launch arguments are name:=value"),

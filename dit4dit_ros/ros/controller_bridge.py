@@ -6,6 +6,8 @@ Subscribes  action_chunk    trajectory_msgs/JointTrajectory  from action_planner
 Publishes   joint_commands  sensor_msgs/JointState           output:=sim - position targets by name (MuJoCo node,
                                                              the Gazebo contract)
             <output_topic>  trajectory_msgs/JointTrajectory  output:=joint_trajectory_controller (ros2_control)
+            lowcmd|arm_sdk  unitree_hg/LowCmd                output:=unitree_hg - the real G1 (and hand commands;
+                                                             see ros/unitree_output.py, robot/lowlevel.py)
             estop           std_msgs/Bool (latched)          when the ~/estop service is called
 Services    ~/enable        std_srvs/SetBool                 the explicit enable step (when require_enable)
             ~/estop         std_srvs/SetBool                 true: e-stop (latched, also published on estop)
@@ -36,7 +38,7 @@ from dit4dit_ros.ros.params import declare
 from dit4dit_ros.ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
 from dit4dit_ros.ros.runtime import run_node
 
-OUTPUTS = ("sim", "joint_trajectory_controller", "none")
+OUTPUTS = ("sim", "joint_trajectory_controller", "unitree_hg", "none")
 
 
 class ControllerBridge(ManagedNode):
@@ -75,6 +77,8 @@ class ControllerBridge(ManagedNode):
         self._jitter = LatencyStats()
         self._rate_meter = RateMeter()
         self._last_tick_ns: int | None = None
+        self._unitree = None
+        self._timer = self._loop = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def on_configure(self, state):
@@ -90,7 +94,17 @@ class ControllerBridge(ManagedNode):
             watchdog_timeout_s=p["watchdog_timeout"], damp_after_s=p["damp_after"], dry_run=p["dry_run"],
             require_enable=p["require_enable"], range_tolerance=p["range_tolerance"],
             ensemble_decay=p["ensemble_decay"])
-        if p["output"] == "sim":
+        if p["output"] == "unitree_hg":
+            from dit4dit_ros.robot.lowlevel import LowLevelError
+            from dit4dit_ros.ros.unitree_output import UnitreeOutput
+
+            try:
+                self._unitree = UnitreeOutput(self, self._lock, dry_run=p["dry_run"])
+            except (LowLevelError, ValueError) as error:
+                self.get_logger().error(f"output unitree_hg: {error}")
+                return FAILURE
+            self._output = None
+        elif p["output"] == "sim":
             self._output = self.create_lifecycle_publisher(JointState, p["output_topic"], COMMAND_QOS)
         elif p["output"] == "joint_trajectory_controller":
             self._output = self.create_lifecycle_publisher(JointTrajectory, p["output_topic"], COMMAND_QOS)
@@ -104,10 +118,18 @@ class ControllerBridge(ManagedNode):
             self.create_subscription(Bool, "estop", self._on_estop_topic, LATCHED_QOS, callback_group=group)]
         self._bridge_services = [self.create_service(SetBool, "~/enable", self._on_enable),
                           self.create_service(SetBool, "~/estop", self._on_estop_service)]
-        self._timer = self.create_timer(self._period, self._tick, callback_group=self.timer_group)
+        if self._unitree is not None:  # 500 Hz: a thread of its own, not an executor timer (control/periodic.py)
+            from dit4dit_ros.control.periodic import PeriodicThread
+
+            self._timer = None
+            self._loop = PeriodicThread(self._period, self._tick, "control", on_error=self._loop_failed)
+            self._loop.start()
+        else:
+            self._timer = self.create_timer(self._period, self._tick, callback_group=self.timer_group)
         mode = "DRY RUN, " if p["dry_run"] else ""
+        topic = self._unitree.core.topic if self._unitree is not None else p["output_topic"]
         self.get_logger().info(f"{mode}{p['control_rate']:g} Hz, {p['merge_mode']} merging, output {p['output']} "
-                               f"on {self.resolve_topic_name(p['output_topic'])}"
+                               f"on {self.resolve_topic_name(topic)}"
                                + (", waiting for ~/enable" if p["require_enable"] else ""))
         return SUCCESS
 
@@ -120,10 +142,36 @@ class ControllerBridge(ManagedNode):
     def on_deactivate(self, state):
         with self._lock:
             self._core.enable(False)
+        if self._unitree is not None:
+            self._unitree.shutdown()  # the robot keeps the last command: leave it damping, not stiff
         return super().on_deactivate(state)
 
+    def before_shutdown(self) -> None:
+        """Called by run_node on SIGINT/SIGTERM while the node can still publish."""
+        if self._unitree is not None and self.is_active:
+            with self._lock:
+                self._core.enable(False)
+            self._unitree.shutdown()
+
+    def _loop_failed(self, error: BaseException) -> None:
+        self.get_logger().fatal(f"control loop failed: {error!r}")
+        if self._unitree is not None and self.context.ok():
+            self._unitree.shutdown()
+
+    def destroy_node(self):
+        if self._loop is not None:  # no tick may publish through a destroyed publisher
+            self._loop.stop()
+        return super().destroy_node()
+
     def on_cleanup(self, state):
-        self.destroy_timer(self._timer)
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+        else:
+            self._loop.stop()
+            self._loop = None
+        if self._unitree is not None:
+            self._unitree.destroy()
+            self._unitree = None
         for sub in self._bridge_subscriptions:
             self.destroy_subscription(sub)
         for service in self._bridge_services:
@@ -207,6 +255,13 @@ class ControllerBridge(ManagedNode):
             latency_stamp = self._pending_latency_stamp if command.mode is Mode.RUNNING else None
             if latency_stamp is not None:
                 self._pending_latency_stamp = None
+            sent = self._unitree.tick(command, now) if self._unitree is not None else False
+        if self._unitree is not None:
+            if sent:
+                self._rate_meter.tick()
+                if latency_stamp is not None:
+                    self._frame_to_command.add((now - latency_stamp) / 1e9)
+            return
         if not command.publish or command.positions is None or self._output is None:
             return
         if latency_stamp is not None:  # the first command computed from a new chunk: frame -> command latency
@@ -240,6 +295,10 @@ class ControllerBridge(ManagedNode):
                   "command_rate_hz": f"{self._rate_meter.rate():.2f}", "malformed_chunks": self.malformed_chunks,
                   "bad_joint_states": self.bad_states, **{k: v for k, v in stats.items()},
                   **self._frame_to_command.summary("frame_to_command"), **self._jitter.summary("tick_jitter")}
+        if self._unitree is not None:
+            values.update(self._unitree.diagnostics())
+            if self._unitree.core.refusal:
+                return ERROR, self._unitree.core.refusal, values
         if mode == Mode.ESTOP.value:
             return ERROR, "E-STOP engaged", values
         if mode in (Mode.HOLD.value, Mode.DAMP.value) or stats.get("chunks_rejected") or self.malformed_chunks:

@@ -19,13 +19,12 @@ import termios
 import threading
 import tty
 
-from builtin_interfaces.msg import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Header
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from dit4dit_ros import g1
+from dit4dit_ros.interfaces import hold_chunk
 from dit4dit_ros.ros.params import declare
 from dit4dit_ros.ros.qos import COMMAND_QOS, SENSOR_QOS
 from dit4dit_ros.ros.runtime import run_node
@@ -63,11 +62,7 @@ class KeyboardTeleop(Node):
             targets = None if self._jogger.targets is None else self._jogger.targets.tolist()
         if targets is None:
             return
-        period = Duration(nanosec=round(1e9 / self._rate))
-        points = [JointTrajectoryPoint(positions=targets, time_from_start=Duration()),
-                  JointTrajectoryPoint(positions=targets, time_from_start=period)]
-        self._chunks.publish(JointTrajectory(header=Header(stamp=self.get_clock().now().to_msg()),
-                                             joint_names=list(g1.ACTION_NAMES), points=points))
+        self._chunks.publish(hold_chunk(g1.ACTION_NAMES, targets, self.get_clock().now().to_msg(), 1.0 / self._rate))
 
     def handle_key(self, key: str) -> bool:
         """Apply one key; False when it asks to quit."""

@@ -13,6 +13,8 @@ def declare(node: Node, name: str, default, description: str, *, low=None, high=
     ``low``/``high`` set an inclusive range (float or int, after the default's type); values outside it
     are refused by rclpy at start-up and on ``set_parameters``.
     """
+    if node.has_parameter(name):  # declared by an earlier configure of a lifecycle node
+        return node.get_parameter(name).value
     descriptor = ParameterDescriptor(description=description, read_only=read_only)
     if low is not None and high is not None:
         if isinstance(default, float):

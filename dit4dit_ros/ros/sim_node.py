@@ -28,20 +28,18 @@ as fast as it can and the graph follows /clock.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 
-from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Bool, Header
-from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+from trajectory_msgs.msg import JointTrajectory
 
 from dit4dit_ros import g1
-from dit4dit_ros.interfaces import ns_to_time
+from dit4dit_ros.interfaces import camera_info, hold_chunk, ns_to_time
 from dit4dit_ros.ros.params import declare
 from dit4dit_ros.ros.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS
 from dit4dit_ros.ros.runtime import run_node
@@ -116,7 +114,7 @@ class SimNode(Node):
         self.create_subscription(Bool, "estop", self._on_estop, LATCHED_QOS)
         self.create_service(ResetEpisode, "~/reset", self._on_reset)
         self.create_service(SelectTask, "~/select_task", self._on_select_task)
-        self._camera_info = self._make_camera_info(width, height)
+        self._camera_info = camera_info(self.env.model, "head_camera", width, height)
 
         self._running = True
         self._thread = threading.Thread(target=self._run, name="physics", daemon=True)
@@ -236,12 +234,7 @@ class SimNode(Node):
         self._frames += 1
 
     def _publish_expert(self, action, stamp) -> None:
-        # Two points one control period apart: the bridge interpolates to its own rate until the next arrives.
-        period = Duration(sec=0, nanosec=round(self.env.control_dt * _NS))
-        points = [JointTrajectoryPoint(positions=action.tolist(), time_from_start=Duration()),
-                  JointTrajectoryPoint(positions=action.tolist(), time_from_start=period)]
-        self._expert_pub.publish(JointTrajectory(header=Header(stamp=stamp), joint_names=list(g1.ACTION_NAMES),
-                                                 points=points))
+        self._expert_pub.publish(hold_chunk(g1.ACTION_NAMES, action, stamp, self.env.control_dt))
 
     def _publish_status(self, result, stamp) -> None:
         self._success_pub.publish(Bool(data=bool(result.success)))
@@ -268,17 +261,6 @@ class SimNode(Node):
         array = DiagnosticArray(status=[status])
         array.header.stamp = stamp
         self._diag_pub.publish(array)
-
-    def _make_camera_info(self, width: int, height: int) -> CameraInfo:
-        fovy = math.radians(float(self.env.model.cam_fovy[self.env.model.camera("head_camera").id]))
-        focal = 0.5 * height / math.tan(fovy / 2)  # MuJoCo: square pixels, fovy is the vertical field of view
-        cx, cy = (width - 1) / 2, (height - 1) / 2
-        info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
-        info.d = [0.0] * 5
-        info.k = [focal, 0.0, cx, 0.0, focal, cy, 0.0, 0.0, 1.0]
-        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        info.p = [focal, 0.0, cx, 0.0, 0.0, focal, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        return info
 
     def destroy_node(self):
         self._running = False
