@@ -6,8 +6,10 @@
    objects (the baseline) vs as CDR bytes with numpy (robot/cdr.py, what the nodes use), the CRC, and one
    LowLevelCore tick.
 2. The closed loop: `dit4dit-launch robot:=fake policy:=expert --execute "touch the red cube with the right hand"`
-   (seed 1004) with the bridge's stale_after at the shipped 20 ms and at 100 ms (what the tests use), while a probe
-   here records every arm_sdk LowCmd and LowState: rates, LowState gaps, damping spells, success, wall time.
+   (seed 1004) with the bridge's stale_after at the shipped 20 ms and at 100 ms (what the tests use), and at 100 ms
+   without the gravity feed-forward (the fake robot has no gravity compensation, as the robot), while a probe here
+   records every arm_sdk LowCmd and LowState: rates, LowState gaps, damping spells, right-arm tracking error (each
+   command vs the LowState 20 ms later), success, wall time.
 Writes bench/results/real_robot.{json,md}. DDS stays on this machine (LOCALHOST, private domains 171..189).
 """
 
@@ -45,6 +47,7 @@ from dit4dit_ros import g1  # noqa: E402
 from dit4dit_ros.graph import default_params_file  # noqa: E402
 from dit4dit_ros.robot.crc import lowcmd_crc_arrays  # noqa: E402
 from dit4dit_ros.robot.lowlevel import LowLevelConfig, LowLevelCore  # noqa: E402
+from dit4dit_ros.robot.variants import get_variant  # noqa: E402
 from dit4dit_ros.ros.qos import SENSOR_QOS  # noqa: E402
 from dit4dit_ros.ros.unitree_msgs import (decode_lowcmd, decode_lowstate, lowcmd_bytes, lowcmd_message,  # noqa: E402
                                           lowstate_bytes, lowstate_positions)
@@ -88,7 +91,7 @@ class Recorder:
         self.commands, self.states, self.diagnostics = [], [], {}
         self.node.create_subscription(LowCmd, "arm_sdk", lambda d: self.commands.append((time.monotonic(), d)),
                                       SENSOR_QOS, raw=True)
-        self.node.create_subscription(LowState, "lowstate", lambda d: self.states.append(time.monotonic()),
+        self.node.create_subscription(LowState, "lowstate", lambda d: self.states.append((time.monotonic(), d)),
                                       SENSOR_QOS, raw=True)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.executor = SingleThreadedExecutor(context=context)
@@ -106,9 +109,24 @@ class Recorder:
         self.node.destroy_node()
 
 
-def closed_loop(stale_after: float, domain: int) -> dict:
+def tracking_error(commands, states) -> tuple[float, float]:
+    """Right arm: each tracking LowCmd vs the LowState 20 ms after it (median, p95, rad)."""
+    slots = [get_variant("g1_29dof").slot(n) for n in g1.ARM_JOINTS["right"]]
+    state_t = np.array([t for t, _ in states])
+    errors = []
+    for t, command in commands[::10]:
+        index = np.searchsorted(state_t, t + 0.02)
+        if (command.kp[slots] > 0).all() and index < len(states):
+            errors.append(np.abs(decode_lowstate(states[index][1])[0][slots] - command.q[slots]))
+    if not errors:
+        return float("nan"), float("nan")
+    return float(np.median(errors)), float(np.percentile(errors, 95))
+
+
+def closed_loop(stale_after: float, domain: int, feedforward: bool = True) -> dict:
     params = yaml.safe_load(Path(default_params_file()).read_text())
     params["/**/controller_bridge"]["ros__parameters"]["g1"]["stale_after"] = stale_after
+    params["/**/controller_bridge"]["ros__parameters"]["g1"]["gravity_feedforward"] = feedforward
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "g1.yaml"
         path.write_text(yaml.safe_dump(params))
@@ -126,17 +144,21 @@ def closed_loop(stale_after: float, domain: int) -> dict:
             rclpy.try_shutdown(context=context)
     lines = [x for x in run.stdout.splitlines() if x.startswith("dit4dit-launch result: ")]
     result = json.loads(lines[0].split(": ", 1)[1]) if lines else {"success": None, "reason": run.stderr[-300:]}
-    commands = [t for t, data in recorder.commands if decode_lowcmd(data).crc_ok]
-    gaps = np.diff(np.array(recorder.states)) * 1e3 if len(recorder.states) > 1 else np.array([np.nan])
+    decoded = [(t, decode_lowcmd(data)) for t, data in recorder.commands]
+    commands = [t for t, command in decoded if command.crc_ok]
+    state_times = np.array([t for t, _ in recorder.states])
+    gaps = np.diff(state_times) * 1e3 if len(state_times) > 1 else np.array([np.nan])
+    median_error, p95_error = tracking_error(decoded, recorder.states)
     span = (commands[-1] - commands[0]) if len(commands) > 1 else float("nan")
     bridge = recorder.diagnostics.get("/controller_bridge", {})
-    return {"stale_after_s": stale_after, "success": result.get("success"), "reason": result.get("reason"),
+    return {"stale_after_s": stale_after, "gravity_feedforward": feedforward, "success": result.get("success"), "reason": result.get("reason"),
             "task_wall_s": result.get("wall_s"), "total_wall_s": round(time.monotonic() - started, 1),
             "lowcmd_received": len(recorder.commands), "lowcmd_crc_ok": len(commands),
             "lowcmd_rate_hz_at_probe": len(commands) / span if span == span and span > 0 else None,
             "bridge_command_rate_hz": float(bridge.get("command_rate_hz", "nan")),
-            "lowstate_rate_hz_at_probe": len(recorder.states) / (recorder.states[-1] - recorder.states[0])
-            if len(recorder.states) > 1 else None,
+            "lowstate_rate_hz_at_probe": len(state_times) / (state_times[-1] - state_times[0])
+            if len(state_times) > 1 else None,
+            "right_arm_error_rad_median": median_error, "right_arm_error_rad_p95": p95_error,
             "lowstate_gap_ms_p50": float(np.median(gaps)), "lowstate_gap_ms_p99": float(np.percentile(gaps, 99)),
             "lowstate_gap_ms_max": float(np.max(gaps)), "lowstate_gaps_over_20ms": int(np.sum(gaps > 20)),
             "bridge_damping_stale_spells": int(bridge.get("damping_stale", 0)),
@@ -153,8 +175,8 @@ def main() -> int:
     for k, v in report["per_message"].items():
         print(f"{k:32s} {v:9.2f}")
     if not options.skip_loop:
-        for index, stale_after in enumerate((0.02, 0.1)):
-            row = closed_loop(stale_after, DOMAIN + index)
+        for index, (stale_after, feedforward) in enumerate(((0.02, True), (0.1, True), (0.1, False))):
+            row = closed_loop(stale_after, DOMAIN + index, feedforward)
             report["closed_loop"].append(row)
             print(json.dumps(row))
     out = REPO / "bench" / "results"

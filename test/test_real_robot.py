@@ -166,6 +166,8 @@ def test_expert_task_closed_loop_through_lowcmd(tmp_path, ros_domain, wire, spaw
     assert len(arm_sdk) / (times[-1] - times[0]) > 250, len(arm_sdk) / (times[-1] - times[0])
     tracking = [c for c in arm_sdk if (c[2].kp[RIGHT_ARM] > 0).all() and c[2].q[ARM_SDK_WEIGHT_SLOT] == 1.0]
     assert len(tracking) > 500
+    # The fake robot has no gravity compensation: the bridge's feed-forward carries the arms, as on the robot.
+    assert all(np.abs(c[2].tau[ARMS]).max() > 0.5 for c in tracking)
     # Following: each LowState vs the command sent 20 ms before it (the motor law's lag), right arm.
     state_t = np.array([s[0] for s in states])
     errors = []

@@ -237,3 +237,55 @@ def test_hand_maps():
     assert dex1.grip_from_state("left", [3.0]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="unknown hand kind"):
         make_hands("shadow")
+
+
+def test_gravity_feedforward_holds_the_arm_the_pd_alone_lets_sag():
+    """The model's gravity torques as MotorCmd.tau: on the simulated G1 WITHOUT gravity compensation, kp 60 alone
+    lets the arms sag several centiradians; with the feed-forward they stay where commanded."""
+    import mujoco
+
+    from dit4dit_ros.robot.gravity import GravityModel
+    from dit4dit_ros.sim.env import G1TabletopEnv
+    from dit4dit_ros.sim.motor_law import MotorLaw
+
+    gravity = GravityModel(VARIANT)
+    tau = gravity.torques(ready_state())
+    assert tau.shape == (NUM_MOTORS,) and (tau[29:] == 0).all()
+    for name in ARMS:
+        assert abs(tau[slot(name)]) <= TORQUE_LIMITS[name]
+    assert abs(tau[slot("right_elbow_joint")]) > 1.0  # a forearm held forward weighs on the elbow
+    # Mirror symmetry of the two arms (roll and yaw axes mirrored).
+    assert tau[slot("left_elbow_joint")] == pytest.approx(tau[slot("right_elbow_joint")], rel=0.05)
+
+    env = G1TabletopEnv(render=False, gravity_compensation=False)
+    arms = g1.ARM_JOINTS["left"] + g1.ARM_JOINTS["right"]
+    law = MotorLaw(env.model, env.data, arms)
+    qpos = {n: env.model.jnt_qposadr[env.model.joint(n).id] for n in VARIANT.joints}
+    sag = {}
+    for feedforward in (False, True):
+        env.reset(seed=0)
+        start = np.array([env.data.qpos[qpos[n]] for n in arms])
+        core = LowLevelCore(LowLevelConfig(ramp_time=0.0), feedforward=gravity.torques if feedforward else None)
+        for k in range(1000):  # 2 s at 500 Hz
+            measured = np.zeros(NUM_MOTORS)
+            for name in VARIANT.joints:
+                measured[slot(name)] = env.data.qpos[qpos[name]]
+            core.update_state(measured, 5, k * 2 * MS)
+            frame = core.frame(dict(zip(ARMS, start)), k * 2 * MS)
+            index = [slot(n) for n in arms]
+            law.apply(frame.kp[index], frame.kd[index], frame.q[index], tau=frame.tau[index])
+            mujoco.mj_step(env.model, env.data)
+        assert (frame.tau[index] != 0).any() == feedforward
+        sag[feedforward] = np.abs(np.array([env.data.qpos[qpos[n]] for n in arms]) - start).max()
+    assert sag[False] > 0.03 and sag[True] < 0.005, sag
+
+
+def test_a_feedforward_fault_is_dropped_and_damping_carries_no_torque():
+    core = LowLevelCore(LowLevelConfig(ramp_time=0.0), feedforward=lambda q: np.full(NUM_MOTORS, np.nan))
+    robot = Robot(core)
+    frame = robot.tick(action(0.0))
+    assert (frame.tau == 0).all() and core.stats()["feedforward_faults"] == 1
+    core = LowLevelCore(LowLevelConfig(ramp_time=0.0), feedforward=lambda q: np.ones(NUM_MOTORS))
+    robot = Robot(core)
+    assert robot.tick(action(0.0)).tau[slot("left_elbow_joint")] == 1.0
+    assert (robot.tick(action(0.0), damping=True).tau == 0).all()

@@ -9,6 +9,8 @@ Plain Python; the ROS node converts messages and keeps the clock. Safety lives h
     non-finite target or state) and when the newest LowState is older than `stale_after` (20 ms = ten robot
     ticks): a controller that no longer sees the robot must not keep pushing it;
   * `shutdown_frame()` is damping too, sent by the node as it exits.
+Tracking frames carry a feed-forward torque when a `feedforward` (measured q by slot -> tau by slot, e.g.
+robot/gravity.py) is given; damping frames never do (kp 0, kd > 0, tau 0).
 Modes: `low_level` drives every joint of the variant on lowcmd (the motion service released, the robot on a
 gantry: joints without a policy target hold the pose measured at the ramp's start); `arm_sdk` drives the arms
 and the waist on arm_sdk while Unitree's locomotion keeps balance, slot 29 carrying the blend weight, ramped
@@ -96,8 +98,9 @@ class MotorFrame:
 
 
 class LowLevelCore:
-    def __init__(self, config: LowLevelConfig, hands: Hands | None = None):
+    def __init__(self, config: LowLevelConfig, hands: Hands | None = None, feedforward=None):
         config.validate()
+        self.feedforward = feedforward
         self.config = config
         self.variant = get_variant(config.variant)
         self.hands = hands or Hands()
@@ -122,6 +125,7 @@ class LowLevelCore:
         self.refusal = ""
         self.mode_machine: int | None = None
         self._measured: np.ndarray | None = None  # (len(controlled),)
+        self._measured_slots: np.ndarray | None = None  # (NUM_MOTORS,), for the feed-forward model
         self._measured_ns: int | None = None
         self._ramp_from: np.ndarray | None = None
         self._hold: np.ndarray | None = None
@@ -158,7 +162,7 @@ class LowLevelCore:
         if not np.all(np.isfinite(measured)):
             self.counts["bad_states"] += 1  # not fresh: if it persists, the stale rule damps
             return
-        self._measured, self._measured_ns = measured, int(now_ns)
+        self._measured, self._measured_ns, self._measured_slots = measured, int(now_ns), q
 
     def state_age(self, now_ns: int) -> float:
         return float("inf") if self._measured_ns is None else (int(now_ns) - self._measured_ns) / 1e9
@@ -200,6 +204,12 @@ class LowLevelCore:
         frame.q[self.slots] = q
         frame.kp[self.slots] = self.kp
         frame.kd[self.slots] = self.kd
+        if self.feedforward is not None:
+            tau = np.asarray(self.feedforward(self._measured_slots), dtype=np.float64)[self.slots]
+            if np.all(np.isfinite(tau)):
+                frame.tau[self.slots] = tau
+            else:
+                self.counts["feedforward_faults"] += 1  # dropped: PD alone is still safe
         self._set_weight(frame, now)
         grips = {side: float(targets[g1.GRIP_NAMES[side]]) for side in g1.SIDES if g1.GRIP_NAMES[side] in targets}
         self._last_grips.update(grips)

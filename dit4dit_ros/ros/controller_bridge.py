@@ -147,13 +147,17 @@ class ControllerBridge(ManagedNode):
         return super().on_deactivate(state)
 
     def before_shutdown(self) -> None:
-        """Called by run_node on SIGINT/SIGTERM while the node can still publish."""
+        """Called by run_node on SIGINT/SIGTERM while the node can still publish: damping is the last word."""
         if self._unitree is not None and self.is_active:
             with self._lock:
                 self._core.enable(False)
             self._unitree.shutdown()
+        if self._loop is not None:
+            self._loop.stop()
 
     def _loop_failed(self, error: BaseException) -> None:
+        if not self.context.ok():
+            return  # the process is going down; its publishers went with the context
         self.get_logger().fatal(f"control loop failed: {error!r}")
         if self._unitree is not None and self.context.ok():
             self._unitree.shutdown()

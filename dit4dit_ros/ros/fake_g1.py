@@ -13,8 +13,9 @@ Services    ~/reset                dit4dit_ros/srv/ResetEpisode
 Like the robot it silently drops a LowCmd whose CRC does not match (counted in /diagnostics), ignores one whose
 mode_machine is not its own, gives a motor with mode 0 no torque, and keeps the last command in force when
 commands stop (the G1 has no command watchdog). Joints never commanded keep the model's servos: Unitree's
-locomotion holding the stance, which arm_sdk blends with. The pelvis is pinned (a gantry), gravity is compensated
-as in the simulation node, and time is the wall clock (no /clock): the graph runs as on the robot.
+locomotion holding the stance, which arm_sdk blends with. The pelvis is pinned (a gantry); gravity acts on the
+arms (gravity_compensation false, unlike the simulation node), so the bridge's feed-forward torque carries them
+as on the robot; time is the wall clock (no /clock): the graph runs as on the robot.
 """
 
 from __future__ import annotations
@@ -66,12 +67,16 @@ class FakeG1(Node):
         seed = declare(self, "seed", 0, "Seed of the first episode", low=0, high=2**31 - 1)
         size = declare(self, "image_size", 224, "Head camera width = height (px)", low=16, high=1080, read_only=True)
         self._camera_period = 1.0 / declare(self, "camera_rate", 30.0, "Head camera rate (Hz)", low=0.1, high=90.0)
+        gravity = declare(self, "gravity_compensation", False, "Compensate gravity in the physics (the simulation "
+                          "node does; the robot does not: false makes the bridge's feed-forward carry the arms)",
+                          read_only=True)
         expert = declare(self, "expert", False, "Publish the scripted expert's actions on expert/action_chunk "
                          "(policy:=expert: demonstrations through the real-robot path)", read_only=True)
         if task not in TASKS:
             raise ValueError(f"parameter task={task!r}; known tasks: {sorted(TASKS)}")
 
-        self.env = G1TabletopEnv(model=model, max_faces=max_faces or None, image_size=(size, size), render=False)
+        self.env = G1TabletopEnv(model=model, max_faces=max_faces or None, image_size=(size, size), render=False,
+                                 gravity_compensation=gravity)
         if abs(self.env.model.opt.timestep - PERIOD_NS / 1e9) > 1e-9:
             raise ValueError(f"the fake G1 steps 2 ms per LowState; the model's timestep is {self.env.model.opt.timestep}")
         self.env.reset(seed=seed, task=task)

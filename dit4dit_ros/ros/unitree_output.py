@@ -22,7 +22,7 @@ from dit4dit_ros import g1
 from dit4dit_ros.control.core import Command, Mode
 from dit4dit_ros.robot.hands import HAND_KINDS, make_hands
 from dit4dit_ros.robot.lowlevel import GAIN_GROUPS, MODES, LowLevelConfig, LowLevelCore, State
-from dit4dit_ros.robot.variants import VARIANTS
+from dit4dit_ros.robot.variants import VARIANTS, get_variant
 from dit4dit_ros.ros.params import declare
 from dit4dit_ros.ros.qos import SENSOR_QOS
 from dit4dit_ros.robot.cdr import CdrError
@@ -65,7 +65,17 @@ class UnitreeOutput:
         self.shutdown_damping_time = declare(node, "g1.shutdown_damping_time", 0.2,
                                              "s of damping sent when the node stops", low=0.0, high=5.0,
                                              read_only=True)
-        self.core = LowLevelCore(config, make_hands(hands))  # LowLevelError: a clear start-up failure
+        feedforward = None
+        if declare(node, "g1.gravity_feedforward", True, "Add the model's gravity torques as MotorCmd.tau",
+                   read_only=True):
+            from dit4dit_ros.robot.gravity import GravityModel
+
+            gravity = GravityModel(get_variant(config.variant), declare(
+                node, "g1.model", "auto", "G1 model of the feed-forward: auto | menagerie | simplified",
+                read_only=True))
+            feedforward = gravity.torques
+            node.get_logger().info(f"gravity feed-forward from the {gravity.source} G1 model")
+        self.core = LowLevelCore(config, make_hands(hands), feedforward)  # LowLevelError: a clear failure
         # Plain publishers, not lifecycle ones: deactivating the node must still be able to send damping (the
         # robot keeps the last command it got). The bridge only ticks while active.
         self._lowcmd_pub = node.create_publisher(LowCmd, self.core.topic, LOWCMD_QOS)

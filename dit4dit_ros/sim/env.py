@@ -53,10 +53,11 @@ class StepResult:
 
 class G1TabletopEnv:
     def __init__(self, model: str = "auto", max_faces: int | None = DEFAULT_MAX_FACES,
-                 image_size: tuple[int, int] = (224, 224), control_hz: float = 50.0, render: bool = True):
+                 image_size: tuple[int, int] = (224, 224), control_hz: float = 50.0, render: bool = True,
+                 gravity_compensation: bool = True):
         robot = load_g1_spec(model, max_faces)
         self.model_source, self.model_detail = robot.source, robot.detail
-        self.model = build_scene(robot.spec).compile()
+        self.model = build_scene(robot.spec, gravity_compensation).compile()
         self.data = mujoco.MjData(self.model)
         self.world = World(self.model, self.data)
         physics_dt = self.model.opt.timestep

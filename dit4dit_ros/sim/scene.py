@@ -31,11 +31,13 @@ def _remove_free_joint(spec: mujoco.MjSpec) -> None:
             spec.delete(joint)
 
 
-def _add_robot_extras(spec: mujoco.MjSpec) -> None:
+def _add_robot_extras(spec: mujoco.MjSpec, gravity_compensation: bool = True) -> None:
     # Gravity compensation, as the real G1's arm controllers add it as feed-forward torque: without it the
-    # kp 500 position actuators sag ~1.5 cm at the hand and targets are not reached.
-    for body in spec.body("pelvis").find_all(mujoco.mjtObj.mjOBJ_BODY):
-        body.gravcomp = 1.0
+    # kp 500 position actuators sag ~1.5 cm at the hand and targets are not reached. The fake robot turns it
+    # off: there the controller bridge's own feed-forward must carry the arms, as on the robot.
+    if gravity_compensation:
+        for body in spec.body("pelvis").find_all(mujoco.mjtObj.mjOBJ_BODY):
+            body.gravcomp = 1.0
     torso = spec.body(g1.HEAD_CAMERA_BODY)
     if spec.camera(CAMERA_NAME) is None:
         torso.add_camera(name=CAMERA_NAME, pos=list(g1.HEAD_CAMERA_POS), quat=list(g1.head_camera_quat()),
@@ -90,12 +92,12 @@ def _add_world(spec: mujoco.MjSpec) -> None:
                            BOWL_WALL_HEIGHT / 2], quat=list(quat), rgba=[0.15, 0.3, 0.85, 1])
 
 
-def build_scene(robot: mujoco.MjSpec) -> mujoco.MjSpec:
+def build_scene(robot: mujoco.MjSpec, gravity_compensation: bool = True) -> mujoco.MjSpec:
     """Turn a G1 robot spec (menagerie or simplified) into the tabletop scene, in place, and return it."""
     _remove_free_joint(robot)
     for key in list(robot.keys):  # keyframes were written for the floating base (nq 50)
         robot.delete(key)
-    _add_robot_extras(robot)
+    _add_robot_extras(robot, gravity_compensation)
     _add_world(robot)
     robot.modelname = "g1_tabletop"
     return robot
