@@ -11,6 +11,7 @@ import rclpy
 import yaml
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image, JointState
+from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
@@ -48,6 +49,9 @@ def recorder_system(rclpy_context, spawn, tmp_path):
     peer.start = peer.create_client(StartRecording, "recorder/start")
     peer.stop = peer.create_client(StopRecording, "recorder/stop")
     peer.discard = peer.create_client(Trigger, "recorder/discard")
+    peer.counts = {}  # the recorder's /diagnostics: messages written per topic in the current episode
+    peer.create_subscription(DiagnosticArray, "/diagnostics", lambda m: peer.counts.update(
+        {kv.key: kv.value for status in m.status if status.name == "/recorder" for kv in status.values}), 10)
     executor = SingleThreadedExecutor(context=rclpy_context)
     executor.add_node(peer)
     threading.Thread(target=executor.spin, daemon=True).start()
@@ -84,7 +88,9 @@ def test_an_episode_is_recorded_byte_for_byte_with_its_metadata(recorder_system)
         peer.joint_pub.publish(_joint_state(i))
         peer.image_pub.publish(image)
         time.sleep(0.01)
-    time.sleep(0.5)
+    # Stop means now: messages still queued in the recorder are not part of the episode. Under load (a full CI
+    # run once wrote 8 of 20 after a fixed 0.5 s) the recorder needs longer, so wait until it has written them.
+    assert wait_until(lambda: peer.counts.get("count /joint_states") == "20", 15), peer.counts
     stopped = _call(peer.stop, StopRecording.Request(task_success=True, outcome='{"reason": "success"}'))
     assert stopped.success, stopped.message
     assert stopped.path == str(out / "ep1")
