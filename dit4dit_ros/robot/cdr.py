@@ -3,8 +3,9 @@
 Building a unitree_hg LowState as rclpy objects (35 MotorState instances) costs ~0.36 ms and deserialising one
 ~0.29 ms: at 500 Hz in three processes on two cores that alone kept the loop near 150 Hz. Both messages are
 fixed-size (every array bounded), so each leaf value sits at a fixed byte offset of the serialised message:
-computed once here from the field list with the CDR rules (little-endian, 4-byte encapsulation header, every
-primitive aligned to its size from the payload start), then read and written with numpy fancy indexing.
+computed once here from the fields of robot/crc.py's packed-struct dtypes (one description of each message)
+with the CDR rules (little-endian, 4-byte encapsulation header, every primitive aligned to its size from the
+payload start), then read and written with numpy fancy indexing.
 rclpy publishes such bytes as they are (Publisher.publish(bytes)) and hands them over from raw subscriptions.
 A test checks the bytes against rclpy's own serialize_message both ways.
 """
@@ -13,20 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-HEADER = b"\x00\x01\x00\x00"  # CDR, little-endian, no options
+from dit4dit_ros.robot.crc import LOWCMD_DTYPE, LOWSTATE_DTYPE
 
-MOTOR_CMD = [("mode", "u1", 1), ("q", "f4", 1), ("dq", "f4", 1), ("tau", "f4", 1), ("kp", "f4", 1),
-             ("kd", "f4", 1), ("reserve", "u4", 1)]
-LOW_CMD = [("mode_pr", "u1", 1), ("mode_machine", "u1", 1), ("motor_cmd", MOTOR_CMD, 35), ("reserve", "u4", 4),
-           ("crc", "u4", 1)]
-IMU_STATE = [("quaternion", "f4", 4), ("gyroscope", "f4", 3), ("accelerometer", "f4", 3), ("rpy", "f4", 3),
-             ("temperature", "i2", 1)]
-MOTOR_STATE = [("mode", "u1", 1), ("q", "f4", 1), ("dq", "f4", 1), ("ddq", "f4", 1), ("tau_est", "f4", 1),
-               ("temperature", "i2", 2), ("vol", "f4", 1), ("sensor", "u4", 2), ("motorstate", "u4", 1),
-               ("reserve", "u4", 4)]
-LOW_STATE = [("version", "u4", 2), ("mode_pr", "u1", 1), ("mode_machine", "u1", 1), ("tick", "u4", 1),
-             ("imu_state", IMU_STATE, 1), ("motor_state", MOTOR_STATE, 35), ("wireless_remote", "u1", 40),
-             ("reserve", "u4", 4), ("crc", "u4", 1)]
+HEADER = b"\x00\x01\x00\x00"  # CDR, little-endian, no options
 
 
 class CdrError(ValueError):
@@ -36,11 +26,11 @@ class CdrError(ValueError):
 class CdrLayout:
     """Byte offsets of every leaf of a fixed-size message, by dotted path ("motor_cmd.q" -> 35 offsets)."""
 
-    def __init__(self, name: str, fields: list):
+    def __init__(self, name: str, dtype: np.dtype):
         self.name = name
         offsets: dict[str, list[int]] = {}
         self.kinds: dict[str, np.dtype] = {}
-        end = self._walk(fields, 0, "", offsets)
+        end = self._walk(dtype, 0, "", offsets)
         self.offsets = {path: np.array(values) for path, values in offsets.items()}
         self.size = len(HEADER) + end
         # Fast DDS pads a serialised payload to a multiple of 4 bytes.
@@ -48,14 +38,17 @@ class CdrLayout:
         # Index arrays into views of the buffer of the leaf's type (every leaf is aligned to its size).
         self._index = {path: self.offsets[path] // self.kinds[path].itemsize for path in self.offsets}
 
-    def _walk(self, fields, position: int, prefix: str, offsets: dict) -> int:
-        for name, kind, count in fields:
+    def _walk(self, struct: np.dtype, position: int, prefix: str, offsets: dict) -> int:
+        """The fields of a numpy struct dtype in order (its padding is the C struct's, not CDR's: ignored)."""
+        for name in struct.names:
+            field = struct.fields[name][0]
+            kind, shape = field.subdtype if field.subdtype else (field, ())
             path = prefix + name
-            for _ in range(count):
-                if isinstance(kind, list):
+            for _ in range(int(np.prod(shape, dtype=int))):
+                if kind.names is not None:
                     position = self._walk(kind, position, path + ".", offsets)
                     continue
-                dtype = np.dtype(kind).newbyteorder("<")
+                dtype = kind.newbyteorder("<")
                 position = (position + dtype.itemsize - 1) // dtype.itemsize * dtype.itemsize
                 offsets.setdefault(path, []).append(len(HEADER) + position)
                 self.kinds[path] = dtype
@@ -84,5 +77,5 @@ class CdrLayout:
         return {path: buffer.view(self.kinds[path])[self._index[path]] for path in paths}
 
 
-LOWCMD_LAYOUT = CdrLayout("unitree_hg/LowCmd", LOW_CMD)
-LOWSTATE_LAYOUT = CdrLayout("unitree_hg/LowState", LOW_STATE)
+LOWCMD_LAYOUT = CdrLayout("unitree_hg/LowCmd", LOWCMD_DTYPE)
+LOWSTATE_LAYOUT = CdrLayout("unitree_hg/LowState", LOWSTATE_DTYPE)

@@ -64,7 +64,7 @@ def crc32_mpeg2(data) -> int:
 def crc32_core(words) -> int:
     """Unitree's crc32_core over uint32 words (each fed most significant bit first): an int in [0, 2**32)."""
     big_endian = np.ascontiguousarray(words, dtype=">u4")  # the words' bytes in the order their bits are fed
-    return _reflect32(~zlib.crc32(_REVERSED_BYTES[big_endian.view(np.uint8)]) & 0xFFFFFFFF)
+    return crc32_mpeg2(big_endian.view(np.uint8))
 
 
 def record_crc(record: np.ndarray) -> int:
