@@ -90,11 +90,17 @@ class MotorFrame:
     kp: np.ndarray
     kd: np.ndarray
     state: State
-    hands: list[HandFrame] = field(default_factory=list)
+    grips: dict[str, float] = field(default_factory=dict)  # side -> grip scalar (0 open .. 1 closed)
+    hand_model: Hands = field(default_factory=Hands)
 
     @property
     def damping(self) -> bool:
         return self.state is State.DAMP
+
+    @property
+    def hands(self) -> list[HandFrame]:
+        """The hand commands of this frame, built on demand: the bridge sends them at 100 Hz, not every tick."""
+        return self.hand_model.frames(self.grips, damping=self.damping)
 
 
 class LowLevelCore:
@@ -213,7 +219,7 @@ class LowLevelCore:
         self._set_weight(frame, now)
         grips = {side: float(targets[g1.GRIP_NAMES[side]]) for side in g1.SIDES if g1.GRIP_NAMES[side] in targets}
         self._last_grips.update(grips)
-        frame.hands = self.hands.frames(self._last_grips, damping=False)
+        frame.grips = dict(self._last_grips)
         return frame
 
     def shutdown_frame(self, now_ns: int) -> MotorFrame | None:
@@ -272,14 +278,15 @@ class LowLevelCore:
         frame.kd[self.slots] = self.config.damping_kd
         if self.config.mode == "arm_sdk":
             frame.q[ARM_SDK_WEIGHT_SLOT] = 1.0  # keep the damping in force on the arms
-        frame.hands = self.hands.frames(self._last_grips, damping=True)  # an Inspire keeps its grip
+        frame.grips = dict(self._last_grips)  # an Inspire keeps its grip
         self._last_ns = None  # the next tracking frame ramps again from where damping left the arms
         return frame
 
     def _empty(self, state: State) -> MotorFrame:
         zeros = np.zeros(NUM_MOTORS, dtype=np.float32)
         return MotorFrame(self.topic, self.config.mode_pr, self.mode_machine or 0, np.zeros(NUM_MOTORS, np.uint8),
-                          zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy(), state)
+                          zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy(), state,
+                          hand_model=self.hands)
 
     def stats(self) -> dict:
         return {"lowlevel_state": self.state.value, "mode_machine": self.mode_machine, "refusal": self.refusal,

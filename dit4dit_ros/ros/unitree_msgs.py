@@ -16,7 +16,7 @@ from unitree_go.msg import MotorCmds
 from unitree_hg.msg import HandCmd, HandState, IMUState, LowCmd, LowState, MotorCmd, MotorState
 
 from dit4dit_ros.robot.cdr import LOWCMD_LAYOUT, LOWSTATE_LAYOUT
-from dit4dit_ros.robot.crc import lowcmd_crc, lowcmd_crc_arrays, lowstate_crc, lowstate_crc_arrays
+from dit4dit_ros.robot.crc import lowcmd_crc_arrays, lowstate_crc, lowstate_crc_arrays
 from dit4dit_ros.robot.hands import HandFrame
 from dit4dit_ros.robot.lowlevel import MotorFrame
 from dit4dit_ros.robot.variants import NUM_MOTORS
@@ -52,7 +52,7 @@ def hand_message(frame: HandFrame):
 
 @dataclass
 class LowCmdArrays:
-    """A received LowCmd as arrays (the fake robot's view), with whether its CRC checked."""
+    """A received LowCmd as arrays (the fake robot's and the tests' view), with whether its CRC checked."""
 
     mode_pr: int
     mode_machine: int
@@ -63,13 +63,6 @@ class LowCmdArrays:
     kp: np.ndarray
     kd: np.ndarray
     crc_ok: bool
-
-
-def lowcmd_arrays(msg: LowCmd) -> LowCmdArrays:
-    motors = msg.motor_cmd
-    values = np.array([(m.mode, m.q, m.dq, m.tau, m.kp, m.kd) for m in motors], dtype=np.float64)
-    return LowCmdArrays(int(msg.mode_pr), int(msg.mode_machine), values[:, 0].astype(np.uint8), values[:, 1],
-                        values[:, 2], values[:, 3], values[:, 4], values[:, 5], lowcmd_crc(msg) == int(msg.crc))
 
 
 _LOWCMD_PATHS = ("mode_pr", "mode_machine", "motor_cmd.mode", "motor_cmd.q", "motor_cmd.dq", "motor_cmd.tau",
