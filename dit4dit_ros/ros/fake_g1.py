@@ -32,6 +32,7 @@ from trajectory_msgs.msg import JointTrajectory
 from unitree_hg.msg import HandCmd, HandState, LowCmd, LowState
 
 from dit4dit_ros import g1
+from dit4dit_ros.control.periodic import PeriodicThread
 from dit4dit_ros.interfaces import camera_info, hold_chunk
 from dit4dit_ros.robot.variants import ARM_SDK_WEIGHT_SLOT, get_variant
 from dit4dit_ros.ros.params import declare
@@ -96,8 +97,11 @@ class FakeG1(Node):
         self._body_dof = np.array([m.jnt_dofadr[m.joint(n).id] for n in body])
         self._hand_qpos = {s: np.array([m.jnt_qposadr[m.joint(n).id] for n in g1.HAND_JOINTS[s]]) for s in g1.SIDES}
         self._hand_dof = {s: np.array([m.jnt_dofadr[m.joint(n).id] for n in g1.HAND_JOINTS[s]]) for s in g1.SIDES}
-        self._arm_sdk_slots = np.array([slot for slot, name in self._slot_joints
-                                        if self._variant.group(name) in ("arms", "wrists", "waist")])
+        self._slots = np.array([slot for slot, _ in self._slot_joints])
+        # Which of those arm_sdk drives (arms, wrists, waist): the joints its blend weight applies to.
+        self._arm_sdk_mask = np.array([self._variant.group(name) in ("arms", "wrists", "waist")
+                                       for _, name in self._slot_joints])
+        self._q, self._dq, self._tau = np.zeros(35), np.zeros(35), np.zeros(35)  # the LowState being built
         self._render_data = mujoco.MjData(m)
 
         self._lock = threading.Lock()
@@ -127,10 +131,10 @@ class FakeG1(Node):
         self.get_logger().info(f"fake {self._variant.name} (mode_machine {self._mode_machine}), model "
                                f"{self.env.model_source}; LowState at 500 Hz on {self.resolve_topic_name('lowstate')}")
         self._running = True
-        self._threads = [threading.Thread(target=self._guard, args=(self._physics,), name="physics", daemon=True),
-                         threading.Thread(target=self._guard, args=(self._camera,), name="camera", daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        self._physics = PeriodicThread(PERIOD_NS / 1e9, self._physics_tick, "physics", on_error=self._thread_died)
+        self._physics.start()
+        self._camera_thread = threading.Thread(target=self._guard, args=(self._camera,), name="camera", daemon=True)
+        self._camera_thread.start()
 
     # --- commands (executor thread): checked like the robot checks them, applied at the next physics tick
     def _on_lowcmd(self, data: bytes, topic: str) -> None:
@@ -184,14 +188,20 @@ class FakeG1(Node):
     def _guard(self, loop) -> None:
         try:
             loop()
-        except Exception as exc:  # noqa: BLE001 - a publish after Ctrl-C fails: that is shutdown, not a crash
-            if self.context.ok() and self._running:
-                self.get_logger().fatal(f"{loop.__name__} thread died: {exc!r}")
-                self.context.try_shutdown()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            if self._thread_died(exc):
                 raise
 
+    def _thread_died(self, error: BaseException) -> bool:
+        """True for a crash; a publish after Ctrl-C fails too, and that is shutdown."""
+        if not (self.context.ok() and self._running):
+            return False
+        self.get_logger().fatal(f"a fake robot thread died: {error!r}")
+        self.context.try_shutdown()  # no physics, no node: let the launcher see the process end
+        return True
+
     def _apply(self, pending: dict) -> None:
-        slots = np.array([slot for slot, _ in self._slot_joints])
+        slots = self._slots
         for topic in ("arm_sdk", "lowcmd"):  # lowcmd last: full low-level control wins
             command = pending.get(topic)
             if command is None:
@@ -200,7 +210,7 @@ class FakeG1(Node):
             weight = None
             if topic == "arm_sdk":
                 w = float(np.clip(command.q[ARM_SDK_WEIGHT_SLOT], 0.0, 1.0))
-                weight = np.where(np.isin(slots, self._arm_sdk_slots), w, 0.0)
+                weight = np.where(self._arm_sdk_mask, w, 0.0)
             self._body_law.apply(command.kp[slots], command.kd[slots], command.q[slots], command.dq[slots],
                                  command.tau[slots], enabled=on, weight=weight)
         for side in g1.SIDES:
@@ -208,45 +218,34 @@ class FakeG1(Node):
             if values is not None:
                 self._hand_law[side].apply(values[:, 1], values[:, 2], values[:, 0])
 
-    def _physics(self) -> None:
-        mujoco, env = self._mujoco, self.env
-        q = np.zeros(35)
-        dq = np.zeros(35)
-        tau = np.zeros(35)
-        slots = np.array([slot for slot, _ in self._slot_joints])
-        next_ns = time.monotonic_ns()
-        while self._running:
-            with self._lock:
-                if self._pending:
-                    self._apply(self._pending)
-                    self._pending = {}
-                mujoco.mj_step(env.model, env.data)
-                q[slots] = env.data.qpos[self._body_qpos]
-                dq[slots] = env.data.qvel[self._body_dof]
-                tau[slots] = self._body_law.torques()
-                self._tick += 1
-                tick = self._tick
-                hands = ({s: (env.data.qpos[self._hand_qpos[s]].copy(), env.data.qvel[self._hand_dof[s]].copy())
-                          for s in g1.SIDES} if tick % 5 == 0 else None)
-                status = env.evaluate(render=False) if tick % 50 == 0 else None
-                expert = (self._expert.act() if self._expert is not None and tick % self._expert_every == 0
-                          else None)
-                self._counts["lowstate"] += 1
-            self._state_pub.publish(lowstate_bytes(q, dq, tau, self._mode_machine, tick * 2))
-            if hands is not None:
-                for side, (hq, hdq) in hands.items():
-                    self._hand_pubs[side].publish(hand_state_message(hq, hdq))
-            if status is not None:
-                self._publish_status(status)
-            if expert is not None:
-                self._expert_pub.publish(hold_chunk(g1.ACTION_NAMES, expert, self.get_clock().now().to_msg(),
-                                                    self.env.control_dt))
-            next_ns += PERIOD_NS
-            delay = next_ns - time.monotonic_ns()
-            if delay > 0:
-                time.sleep(delay / 1e9)
-            elif delay < -100_000_000:  # 100 ms behind (a loaded machine): carry on from now, no burst
-                next_ns = time.monotonic_ns()
+    def _physics_tick(self) -> None:
+        """One 2 ms physics step (on a PeriodicThread, 500 Hz of wall-clock time) and its LowState."""
+        mujoco, env, slots = self._mujoco, self.env, self._slots
+        q, dq, tau = self._q, self._dq, self._tau
+        with self._lock:
+            if self._pending:
+                self._apply(self._pending)
+                self._pending = {}
+            mujoco.mj_step(env.model, env.data)
+            q[slots] = env.data.qpos[self._body_qpos]
+            dq[slots] = env.data.qvel[self._body_dof]
+            tau[slots] = self._body_law.torques()
+            self._tick += 1
+            tick = self._tick
+            hands = ({s: (env.data.qpos[self._hand_qpos[s]].copy(), env.data.qvel[self._hand_dof[s]].copy())
+                      for s in g1.SIDES} if tick % 5 == 0 else None)
+            status = env.evaluate(render=False) if tick % 50 == 0 else None
+            expert = self._expert.act() if self._expert is not None and tick % self._expert_every == 0 else None
+            self._counts["lowstate"] += 1
+        self._state_pub.publish(lowstate_bytes(q, dq, tau, self._mode_machine, tick * 2))
+        if hands is not None:
+            for side, (hq, hdq) in hands.items():
+                self._hand_pubs[side].publish(hand_state_message(hq, hdq))
+        if status is not None:
+            self._publish_status(status)
+        if expert is not None:
+            self._expert_pub.publish(hold_chunk(g1.ACTION_NAMES, expert, self.get_clock().now().to_msg(),
+                                                self.env.control_dt))
 
     def _camera(self) -> None:
         """Rendering in its own thread (MuJoCo releases the GIL while it renders) from a copy of the state, so the
@@ -302,9 +301,9 @@ class FakeG1(Node):
 
     def destroy_node(self):
         self._running = False
-        for thread in self._threads:
-            if thread.is_alive() and threading.current_thread() is not thread:
-                thread.join(timeout=5.0)
+        self._physics.stop(timeout=5.0)
+        if self._camera_thread.is_alive() and threading.current_thread() is not self._camera_thread:
+            self._camera_thread.join(timeout=5.0)
         self.env.close()
         return super().destroy_node()
 
